@@ -1,0 +1,1 @@
+"""Rule-based TAVR pseudo-labels (installed as ``nnunet_tavr.label_derivation``)."""

@@ -1,0 +1,1 @@
+"""Comparing trainers across folds: metrics, statistics, tables and figures."""

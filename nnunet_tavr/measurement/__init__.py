@@ -1,0 +1,1 @@
+"""TAVR measurements from a segmentation (annulus, aortic root, ascending aorta, iliac access)."""

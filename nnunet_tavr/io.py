@@ -1,0 +1,158 @@
+"""Image and file IO shared by every part of nnunet-tavr.
+
+Conventions (the same as nnU-Net's ``SimpleITKIO``):
+
+- Arrays are in SimpleITK's ``GetArrayFromImage`` order, **(z, y, x)**.
+- ``spacing`` is given **per array axis** in mm, i.e. ``image.GetSpacing()[::-1]``.
+- The "physical frame of the arrays" used by the geometry code is ``index * spacing`` (mm); it is
+  an isometry of the scanner frame, so distances, areas and angles are the same in both.
+
+Every writer is atomic: it writes a temporary file next to the target and renames it, so an
+interrupted run never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+
+class InputError(ValueError):
+    """Bad input: the message names the case and the file."""
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Voxel grid of an image: what must agree between a CT and its masks.
+
+    ``spacing`` is per array axis (z, y, x); ``origin`` and ``direction`` are SimpleITK's (x, y, z).
+    """
+
+    shape: tuple[int, ...]
+    spacing: tuple[float, ...]
+    origin: tuple[float, ...]
+    direction: tuple[float, ...]
+
+    @classmethod
+    def of(cls, image) -> "Geometry":
+        return cls(
+            shape=tuple(int(s) for s in image.GetSize()[::-1]),
+            spacing=tuple(float(s) for s in image.GetSpacing()[::-1]),
+            origin=tuple(float(o) for o in image.GetOrigin()),
+            direction=tuple(float(d) for d in image.GetDirection()),
+        )
+
+    def mismatch(self, other: "Geometry", tol: float = 1e-3) -> str | None:
+        """Describe how ``other`` differs from this grid, or ``None`` when they agree."""
+        if self.shape != other.shape:
+            return f"shape {other.shape} != {self.shape}"
+        for name in ("spacing", "origin", "direction"):
+            a, b = np.asarray(getattr(self, name)), np.asarray(getattr(other, name))
+            if not np.allclose(a, b, atol=tol, rtol=tol):
+                return f"{name} {tuple(np.round(b, 4))} != {tuple(np.round(a, 4))}"
+        return None
+
+    def apply_to(self, image) -> None:
+        image.SetSpacing(tuple(reversed(self.spacing)))
+        image.SetOrigin(self.origin)
+        image.SetDirection(self.direction)
+
+
+def read_image(path: str | os.PathLike, case: str | None = None):
+    """Read an image with SimpleITK; any failure becomes an :class:`InputError` naming the file."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    where = f"case {case}: " if case else ""
+    if not path.is_file():
+        raise InputError(f"{where}file not found: {path}")
+    try:
+        return sitk.ReadImage(str(path))
+    except Exception as exc:  # SimpleITK raises RuntimeError with a long C++ trace
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{where}cannot read {path}: {first}") from exc
+
+
+def read_array(path: str | os.PathLike, case: str | None = None, dtype=None) -> tuple[np.ndarray, Geometry]:
+    """Read an image as a (z, y, x) array and its :class:`Geometry`."""
+    import SimpleITK as sitk
+
+    image = read_image(path, case)
+    array = sitk.GetArrayFromImage(image)
+    if dtype is not None:
+        array = array.astype(dtype, copy=False)
+    return array, Geometry.of(image)
+
+
+def read_mask(path: str | os.PathLike, case: str | None = None, warn=None) -> tuple[np.ndarray, Geometry]:
+    """Read a binary mask; values > 0 are foreground.
+
+    Non-binary masks are accepted (``> 0`` is foreground) and reported through ``warn(message)``.
+    """
+    array, geometry = read_array(path, case)
+    if warn is not None and array.size:
+        values = np.unique(array[array != 0][:1_000_000])
+        if values.size and not np.array_equal(values, [1]):
+            where = f"case {case}: " if case else ""
+            warn(f"{where}{path} is not binary (values {values[:5].tolist()}...); using > 0 as foreground")
+    return array > 0, geometry
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Keep the full suffix (.nii.gz) so writers that pick the format by extension still work.
+    suffix = "".join(path.suffixes) or ".tmp"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name.split('.')[0]}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_array(array: np.ndarray, geometry: Geometry, path: str | os.PathLike, compress: bool = True) -> Path:
+    """Write a (z, y, x) array on ``geometry``'s grid, atomically."""
+    import SimpleITK as sitk
+
+    if tuple(array.shape) != tuple(geometry.shape):
+        raise ValueError(f"array shape {array.shape} does not match the geometry {geometry.shape} for {path}")
+    image = sitk.GetImageFromArray(array)
+    geometry.apply_to(image)
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(image, str(tmp), useCompression=compress)
+    return Path(path)
+
+
+def write_text(text: str, path: str | os.PathLike) -> Path:
+    """Write text atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(obj, path: str | os.PathLike) -> Path:
+    """Write JSON atomically (numpy scalars and arrays are converted)."""
+    return write_text(json.dumps(obj, indent=2, default=_json_default) + "\n", path)
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")

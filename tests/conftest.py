@@ -1,0 +1,114 @@
+"""Shared fixtures: a small, fully preprocessed nnU-Net dataset built from phantoms.
+
+Building it (phantoms -> raw dataset -> ``nnUNetv2_plan_and_preprocess`` -> tiny plans) takes about a
+minute on two cores, so it is made once per test session and shared by every end-to-end test.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+DATASET_ID = 301
+DATASET_NAME = "Dataset301_TAVR"
+#: Phantom grid of the shared dataset: 300 x 240 x 240 mm at 3 mm keeps nnU-Net fast on CPU.
+PHANTOM_SHAPE = (100, 80, 80)
+PHANTOM_SPACING = 3.0
+NUM_CASES = 10
+
+
+def bin_path(name: str) -> str:
+    """A console script of this environment (the tests may run without an activated venv)."""
+    return str(Path(sys.executable).with_name(name))
+
+
+@dataclass
+class NnunetTree:
+    """Paths and environment of the shared nnU-Net dataset."""
+
+    root: Path
+    env: dict = field(repr=False)
+    dataset_id: int = DATASET_ID
+    dataset_name: str = DATASET_NAME
+    plans: str = "nnUNetTinyPlans"
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "nnUNet_raw"
+
+    @property
+    def preprocessed(self) -> Path:
+        return self.root / "nnUNet_preprocessed"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "nnUNet_results"
+
+    @property
+    def phantoms(self) -> Path:
+        return self.root / "totalsegmentator"
+
+    def run(self, *command: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+        """Run an nnU-Net / nnunet-tavr console script with this tree's environment; fail loudly."""
+        cmd = [bin_path(command[0]), *command[1:]]
+        proc = subprocess.run(cmd, env=self.env if env is None else env, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        return proc
+
+
+def nnunet_env(root: Path) -> dict:
+    from nnunet_tavr.trainer_path import ext_trainer_env
+
+    env = ext_trainer_env()
+    env.update(
+        nnUNet_raw=str(root / "nnUNet_raw"),
+        nnUNet_preprocessed=str(root / "nnUNet_preprocessed"),
+        nnUNet_results=str(root / "nnUNet_results"),
+        nnUNet_n_proc_DA="0",  # data augmentation in the main process: 2 cores, many tests
+        OMP_NUM_THREADS="2",
+    )
+    return env
+
+
+def _build_raw_dataset(tree: NnunetTree) -> None:
+    """Phantoms with their by-construction labels, written as an nnU-Net raw dataset.
+
+    (Interim: replaced by ``nnunet-tavr convert`` on the TotalSegmentator layout once it lands.)
+    """
+    from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
+
+    from nnunet_tavr.io import write_array
+    from nnunet_tavr.labels import LABELS
+    from nnunet_tavr.phantom import make_subject, subject_id
+
+    folder = tree.raw / DATASET_NAME
+    for i in range(NUM_CASES):
+        ph = make_subject(i, shape=PHANTOM_SHAPE, spacing=PHANTOM_SPACING)
+        write_array(ph.ct, ph.geometry, folder / "imagesTr" / f"{subject_id(i)}_0000.nii.gz")
+        write_array(ph.labels, ph.geometry, folder / "labelsTr" / f"{subject_id(i)}.nii.gz")
+    generate_dataset_json(str(folder), {0: "CT"}, dict(LABELS), NUM_CASES, ".nii.gz", dataset_name=DATASET_NAME)
+
+
+@pytest.fixture(scope="session")
+def tavr_nnunet(tmp_path_factory) -> NnunetTree:
+    """A converted, planned and preprocessed phantom dataset with the tiny plans ``nnUNetTinyPlans``."""
+    from nnunet_tavr.tiny_plans import write_tiny_plans
+
+    root = tmp_path_factory.mktemp("nnunet")
+    tree = NnunetTree(root=root, env=nnunet_env(root))
+    for folder in (tree.raw, tree.preprocessed, tree.results):
+        folder.mkdir(parents=True, exist_ok=True)
+    _build_raw_dataset(tree)
+    planning_env = {k: v for k, v in tree.env.items() if k != "nnUNet_n_proc_DA"}  # planning needs >= 1
+    tree.run(
+        "nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "3d_fullres", "2d",
+        "-np", "1", "-npfp", "1", "--verify_dataset_integrity", env=planning_env,
+    )
+    write_tiny_plans(tree.preprocessed / DATASET_NAME)
+    return tree

@@ -503,6 +503,19 @@ def write_subject(phantom: Phantom, subject_dir: str | Path) -> Path:
     return subject_dir
 
 
+def _is_complete(subject_dir: Path, params: dict) -> bool:
+    """A subject is complete when its truth.json (written last) records the same parameters."""
+    import json
+
+    try:
+        truth = json.loads((subject_dir / "truth.json").read_text())
+    except (OSError, ValueError):
+        return False
+    spacing = np.broadcast_to(np.asarray(params["spacing"], float), (3,)).tolist()
+    return (truth.get("seed"), truth.get("shape"), truth.get("spacing"), truth.get("has_heart"), truth.get("has_iliacs")) == (
+        params["seed"], list(params["shape"]), spacing, params["heart"], params["iliacs"])
+
+
 def write_dataset(
     out_dir: str | Path,
     n: int,
@@ -513,7 +526,8 @@ def write_dataset(
     no_iliacs=(),
     progress: bool = True,
 ) -> list[str]:
-    """Write ``n`` subjects plus ``meta.csv``; subjects already complete are kept (reruns resume).
+    """Write ``n`` subjects plus ``meta.csv``; subjects already complete with the same parameters are
+    kept (reruns resume), others are (re)written.
 
     Subject ``i`` uses seed ``seed * 100003 + i``, so adding subjects never changes earlier ones.
     ``no_heart`` and ``no_iliacs`` are subject indices made chest-less or pelvis-less.
@@ -529,9 +543,10 @@ def write_dataset(
     for i in tqdm(range(n), desc="phantoms", unit="subject", disable=not progress):
         sid = subject_id(i)
         ids.append(sid)
-        if (out_dir / sid / "truth.json").is_file():
+        params = dict(seed=seed * 100003 + i, shape=tuple(shape), spacing=spacing, heart=i not in set(no_heart), iliacs=i not in set(no_iliacs))
+        if _is_complete(out_dir / sid, params):
             continue
-        phantom = make_subject(seed * 100003 + i, shape=shape, spacing=spacing, heart=i not in set(no_heart), iliacs=i not in set(no_iliacs))
+        phantom = make_subject(**params)
         write_subject(phantom, out_dir / sid)
     rows = [("image_id", "age", "gender", "institute", "study_type", "split")]
     for i, sid in enumerate(ids):

@@ -1,0 +1,96 @@
+"""Compare nnU-Net trainers across folds: Dice, IoU, ASSD and HD95 per class, CIs and tests.
+
+Reads each trainer's fold validation predictions from $nnUNet_results
+(<trainer>__<plans>__<configuration>/fold_k/validation/) and compares them with the reference
+segmentations in $nnUNet_preprocessed/<dataset>/gt_segmentations/; optionally also test-set
+predictions (from nnUNetv2_predict, one folder per trainer, in -tr order) against labelsTs.
+
+Writes to OUT_DIR: report.md (a table shaped like the paper's Table 3 plus ASSD/HD95 rows,
+per-fold and pooled means, bootstrap CIs of each trainer's mean Dice, paired Wilcoxon tests with
+Holm correction, and every gap), per_case.csv, summary.json and dice_boxplots_<split>.png.
+Per-case metrics are cached in OUT_DIR/.cache, so a rerun only evaluates what changed.
+
+Example:
+  nnunet-tavr compare -d 301 -c 3d_fullres -tr nnUNetTrainer nnUNetTrainerFocalSR -o cmp/
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-d", "--dataset", required=True, help="dataset id or DatasetXXX_Name")
+    parser.add_argument("-c", "--configuration", required=True, help="nnU-Net configuration, e.g. 3d_fullres or 2d")
+    parser.add_argument("-tr", "--trainers", nargs="+", required=True, help="trainer class names to compare")
+    parser.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier (default: nnUNetPlans)")
+    parser.add_argument("-f", "--folds", nargs="+", default=["0", "1", "2", "3", "4"], help="folds (default: 0 1 2 3 4)")
+    parser.add_argument("-o", "--output", required=True, help="output folder")
+    parser.add_argument("--test", nargs="+", metavar="PRED_DIR", help="test-set prediction folders, one per trainer in -tr order")
+    parser.add_argument("--test-labels", metavar="DIR", help="test labels (default: $nnUNet_raw/<dataset>/labelsTs)")
+    parser.add_argument("--no-validation", action="store_true", help="evaluate only the test set")
+    parser.add_argument("-np", "--num-processes", type=int, default=min(4, os.cpu_count() or 1), help="parallel cases (default: min(4, CPUs))")
+    parser.add_argument(
+        "--one-empty", choices=("diagonal", "nan"), default="diagonal",
+        help="ASSD/HD95 when exactly one of reference and prediction is empty: the image diagonal in mm "
+        "(default) or NaN (left out of means)",
+    )
+    parser.add_argument("--bootstrap", type=int, default=10_000, help="bootstrap resamples (default: 10000)")
+    parser.add_argument("--confidence", type=float, default=0.95, help="confidence level of the CIs (default: 0.95)")
+    parser.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm correction (default: 0.05)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    parser.add_argument("--raw", help="nnU-Net raw folder (default: $nnUNet_raw)")
+    parser.add_argument("--preprocessed", help="nnU-Net preprocessed folder (default: $nnUNet_preprocessed)")
+    parser.add_argument("--results", help="nnU-Net results folder (default: $nnUNet_results)")
+    parser.add_argument("--no-cache", action="store_true", help="recompute every case")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from nnunet_tavr.evaluation.metrics import classes_from_labels
+    from nnunet_tavr.evaluation.report import records_frame, write_outputs
+    from nnunet_tavr.evaluation.results import Inventory, collect_test, collect_validation, evaluate_jobs, load_dataset
+    from nnunet_tavr.io import InputError
+
+    if len(set(args.trainers)) != len(args.trainers):
+        print("error: a trainer is named twice in -tr", file=sys.stderr)
+        return 2
+    try:
+        info = load_dataset(args.dataset, args.raw, args.preprocessed, args.results)
+        classes = classes_from_labels(info.labels)
+        if not classes:
+            raise InputError(f"dataset {info.name}: dataset.json has no foreground labels")
+        inventory = Inventory()
+        if not args.no_validation:
+            inventory.extend(collect_validation(info, args.trainers, args.plans, args.configuration, args.folds))
+        if args.test:
+            inventory.extend(collect_test(info, args.trainers, args.test, args.test_labels))
+        if not inventory.jobs:
+            for gap in inventory.gaps:
+                print(f"  {gap.trainer} {gap.split} fold {gap.fold}{' case ' + gap.case if gap.case else ''}: {gap.reason}", file=sys.stderr)
+            raise InputError(f"dataset {info.name}: nothing to evaluate for {', '.join(args.trainers)} ({args.plans}, {args.configuration})")
+        out = Path(args.output)
+        records = evaluate_jobs(
+            inventory.jobs, classes, info.file_ending, one_empty=args.one_empty, num_processes=args.num_processes,
+            cache_dir=None if args.no_cache else out / ".cache", progress=not args.quiet,
+        )
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    settings = {
+        "dataset": info.name, "configuration": args.configuration, "plans": args.plans, "trainers": args.trainers,
+        "folds": [str(f) for f in args.folds], "one_empty": args.one_empty, "region_based": info.is_region_based,
+        "classes": {c.name: list(c.values) for c in classes}, "file_ending": info.file_ending,
+    }
+    write_outputs(
+        out, records_frame(records), args.trainers, classes, inventory.gaps, settings,
+        confidence=args.confidence, n_resamples=args.bootstrap, seed=args.seed, alpha=args.alpha,
+    )
+    print(f"{len(inventory.jobs)} case(s) evaluated, {len(inventory.gaps)} gap(s); report: {out / 'report.md'}")
+    for gap in inventory.gaps:
+        print(f"  gap: {gap.trainer} {gap.split} fold {gap.fold}{' case ' + gap.case if gap.case else ''}: {gap.reason}")
+    return 0

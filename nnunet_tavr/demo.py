@@ -1,0 +1,413 @@
+"""Run the whole pipeline on built-in phantom data, end to end, and write a report.
+
+  phantoms -> convert (TAVR labels, manifest, splits, QC) -> nnUNetv2_plan_and_preprocess
+  -> nnUNetv2_train (nnUNetTrainerFocalSR, nnUNetTrainerDiceCE; fold 0) -> nnUNetv2_predict (test cases)
+  -> compare -> measure -> DIR/report.md
+
+It calls nnU-Net's real commands with their own environment variables pointed at folders inside
+DIR, so nothing of yours under $nnUNet_raw / $nnUNet_preprocessed / $nnUNet_results is touched.
+A second run reuses every finished stage. On a CPU it uses 3 mm phantoms and a tiny nnU-Net plan
+(nnUNetTinyPlans); on a GPU, 1.5 mm phantoms and nnU-Net's own plan. Training uses the short
+schedules ``<Trainer>_demo`` (``_smoke`` with --quick): the Dice it reports reflects minutes of
+training, not the method.
+
+Examples:
+  nnunet-tavr demo -o demo_output            # ~15 min on a 2-core CPU
+  nnunet-tavr demo -o demo_output --quick    # ~5 min smoke run (what CI runs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DATASET_ID = 301
+DATASET_NAME = f"Dataset{DATASET_ID:03d}_TAVR"
+CONFIGURATION = "3d_fullres"
+PARENT_TRAINERS = ("nnUNetTrainerFocalSR", "nnUNetTrainerDiceCE")
+
+
+class DemoError(RuntimeError):
+    """A stage failed; the message names the stage and its log file."""
+
+
+@dataclass
+class Settings:
+    """Everything that decides what the demo does (recorded in the report)."""
+
+    out: Path
+    device: str
+    quick: bool
+    cases: int
+    seed: int = 0
+
+    @property
+    def gpu(self) -> bool:
+        return self.device == "cuda"
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (200, 160, 160) if self.gpu else (100, 80, 80)
+
+    @property
+    def spacing(self) -> float:
+        return 1.5 if self.gpu else 3.0
+
+    @property
+    def rule_mm(self) -> tuple[float, float]:
+        """(valve_mm, annulus_mm): the paper's 3 voxels and 1 voxel on the phantom grid."""
+        return 3 * self.spacing, 1 * self.spacing
+
+    @property
+    def plans(self) -> str:
+        from nnunet_tavr.tiny_plans import TINY_PLANS
+
+        return "nnUNetPlans" if self.gpu else TINY_PLANS
+
+    @property
+    def trainers(self) -> tuple[str, ...]:
+        suffix = "_smoke" if self.quick else "_demo"
+        return tuple(t + suffix for t in PARENT_TRAINERS)
+
+    @property
+    def no_heart(self) -> list[int]:
+        """One chest-less subject, so the report shows a case the inclusion rules drop."""
+        return [self.cases - 1]
+
+    @property
+    def totalseg(self) -> Path:
+        return self.out / "totalsegmentator"
+
+    @property
+    def raw(self) -> Path:
+        return self.out / "nnUNet_raw"
+
+    @property
+    def preprocessed(self) -> Path:
+        return self.out / "nnUNet_preprocessed"
+
+    @property
+    def results(self) -> Path:
+        return self.out / "nnUNet_results"
+
+    @property
+    def dataset_raw(self) -> Path:
+        return self.raw / DATASET_NAME
+
+    def predictions(self, trainer: str) -> Path:
+        return self.out / "predictions" / trainer
+
+    def trained_folder(self, trainer: str) -> Path:
+        return self.results / DATASET_NAME / f"{trainer}__{self.plans}__{CONFIGURATION}" / "fold_0"
+
+
+@dataclass
+class StageResult:
+    name: str
+    status: str  # "ran" or "reused"
+    seconds: float
+    detail: str = ""
+    outputs: list[str] = field(default_factory=list)
+
+
+class Pipeline:
+    def __init__(self, settings: Settings):
+        self.s = settings
+        self.logs = settings.out / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.results: list[StageResult] = []
+        from nnunet_tavr.trainer_path import ext_trainer_env
+
+        self.env = ext_trainer_env()
+        self.env.update(
+            nnUNet_raw=str(settings.raw),
+            nnUNet_preprocessed=str(settings.preprocessed),
+            nnUNet_results=str(settings.results),
+            PYTHONUNBUFFERED="1",
+        )
+        if not settings.gpu:
+            # Two processes for augmentation at most: more only fight the trainer for CPU cores.
+            self.env.setdefault("nnUNet_n_proc_DA", str(min(2, os.cpu_count() or 1)))
+
+    # ---------------------------------------------------------------------------------------
+    def run_cmd(self, stage: str, cmd: list[str], progress: tuple[str, int] | None = None) -> None:
+        """Run a console script, streaming its output to ``logs/<stage>.log``.
+
+        ``progress`` = (regex with one integer group, total) drives a progress bar from the output
+        (e.g. nnU-Net's "Epoch N" lines).
+        """
+        from tqdm import tqdm
+
+        exe = shutil.which(cmd[0], path=str(Path(sys.executable).parent)) or shutil.which(cmd[0])
+        if exe is None:
+            raise DemoError(f"{stage}: command {cmd[0]} not found")
+        log_path = self.logs / f"{stage}.log"
+        bar = tqdm(total=progress[1], desc=f"  {stage}", unit="epoch", leave=False) if progress else None
+        with open(log_path, "a") as log:
+            log.write(f"\n$ {' '.join(cmd)}\n")
+            proc = subprocess.Popen([exe, *cmd[1:]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env)
+            tail: list[str] = []
+            for line in proc.stdout:
+                log.write(line)
+                tail = (tail + [line])[-25:]
+                if bar is not None:
+                    m = re.search(progress[0], line)
+                    if m:
+                        bar.n = int(m.group(1)) + 1
+                        bar.refresh()
+            code = proc.wait()
+        if bar is not None:
+            bar.close()
+        if code != 0:
+            raise DemoError(f"stage '{stage}' failed (exit {code}); full log: {log_path}\n" + "".join(tail))
+
+    def stage(self, name: str, done: bool, action, detail=lambda: "", outputs=lambda: []) -> None:
+        index = len(self.results) + 1
+        print(f"[{index}/8] {name} ...", flush=True)
+        t0 = time.perf_counter()
+        if not done:
+            action()
+        seconds = time.perf_counter() - t0
+        result = StageResult(name, "reused" if done else "ran", seconds, detail(), [str(o) for o in outputs()])
+        self.results.append(result)
+        print(f"[{index}/8] {name}: {result.status} in {seconds:.0f} s{' - ' + result.detail if result.detail else ''}", flush=True)
+
+    # ---------------------------------------------------------------------------------------
+    def run(self) -> Path:
+        s = self.s
+        from nnunet_tavr.phantom import subject_id, write_dataset
+
+        t_start = time.perf_counter()
+        n_done = sum((s.totalseg / subject_id(i) / "truth.json").is_file() for i in range(s.cases))
+        self.stage(
+            "phantoms",
+            done=n_done == s.cases and (s.totalseg / "meta.csv").is_file(),
+            action=lambda: write_dataset(s.totalseg, s.cases, s.seed, s.shape, s.spacing, no_heart=s.no_heart),
+            detail=lambda: f"{s.cases} subjects {s.shape} at {s.spacing} mm ({len(s.no_heart)} chest-less)",
+            outputs=lambda: [s.totalseg],
+        )
+        valve_mm, annulus_mm = s.rule_mm
+        self.stage(
+            "convert",
+            done=(s.dataset_raw / "dataset.json").is_file() and (s.dataset_raw / "manifest.csv").is_file(),
+            action=lambda: self.run_cmd("convert", [
+                "nnunet-tavr", "convert", str(s.totalseg), "-d", str(DATASET_ID), "-n", "TAVR", "--raw", str(s.raw),
+                "--qc", "--valve-mm", str(valve_mm), "--annulus-mm", str(annulus_mm), "--seed", str(s.seed),
+            ]),
+            detail=self._conversion_summary,
+            outputs=lambda: [s.dataset_raw],
+        )
+        plans_file = s.preprocessed / DATASET_NAME / f"{s.plans}.json"
+        self.stage("plan_and_preprocess", done=plans_file.is_file(), action=self._plan, detail=lambda: f"plans {s.plans}", outputs=lambda: [plans_file])
+        for trainer in s.trainers:
+            folder = s.trained_folder(trainer)
+            epochs = self._epochs(trainer)
+            self.stage(
+                f"train {trainer}",
+                done=(folder / "checkpoint_final.pth").is_file() and (folder / "validation" / "summary.json").is_file(),
+                action=lambda t=trainer, e=epochs: self.run_cmd(f"train_{t}", [
+                    "nnUNetv2_train", str(DATASET_ID), CONFIGURATION, "0", "-p", s.plans, "-tr", t, "-device", s.device,
+                ], progress=(r"Epoch (\d+)", e)),
+                detail=lambda f=folder: self._validation_dice(f),
+                outputs=lambda f=folder: [f],
+            )
+        test_cases = sorted(p.name[: -len("_0000.nii.gz")] for p in (s.dataset_raw / "imagesTs").glob("*_0000.nii.gz"))
+        if not test_cases:
+            raise DemoError(f"no test cases in {s.dataset_raw / 'imagesTs'}: conversion kept too few subjects")
+        for trainer in s.trainers:
+            out = s.predictions(trainer)
+            self.stage(
+                f"predict {trainer}",
+                done=all((out / f"{c}.nii.gz").is_file() for c in test_cases),
+                action=lambda t=trainer, o=out: self.run_cmd(f"predict_{t}", [
+                    "nnUNetv2_predict", "-i", str(s.dataset_raw / "imagesTs"), "-o", str(o), "-d", str(DATASET_ID),
+                    "-c", CONFIGURATION, "-p", s.plans, "-tr", t, "-f", "0", "--disable_tta", "-device", s.device,
+                    "-npp", "1", "-nps", "1", "--continue_prediction",
+                ]),
+                detail=lambda: f"{len(test_cases)} test cases",
+                outputs=lambda o=out: [o],
+            )
+        compare_dir = s.out / "compare"
+        self.stage(
+            "compare",
+            done=False,  # cheap, and its cache makes a rerun instant
+            action=lambda: self.run_cmd("compare", [
+                "nnunet-tavr", "compare", "-d", str(DATASET_ID), "-c", CONFIGURATION, "-tr", *s.trainers, "-p", s.plans,
+                "-f", "0", "--test", *[str(s.predictions(t)) for t in s.trainers],
+                "--test-labels", str(s.dataset_raw / "labelsTs"), "-o", str(compare_dir), "-np", "1",
+            ]),
+            outputs=lambda: [compare_dir],
+        )
+        case = test_cases[0]
+        measure_dir = s.out / "measure"
+        sources = {"prediction": s.predictions(s.trainers[0]) / f"{case}.nii.gz", "reference": s.dataset_raw / "labelsTs" / f"{case}.nii.gz"}
+
+        def measure():
+            for kind, seg in sources.items():
+                self.run_cmd("measure", ["nnunet-tavr", "measure", str(seg), "--ct", str(s.dataset_raw / "imagesTs" / f"{case}_0000.nii.gz"), "-o", str(measure_dir / kind)])
+
+        self.stage("measure", done=False, action=measure, detail=lambda: f"case {case}: {s.trainers[0]} prediction and reference", outputs=lambda: [measure_dir])
+        report = self.write_report(case, compare_dir, measure_dir, time.perf_counter() - t_start)
+        return report
+
+    # ---------------------------------------------------------------------------------------
+    def _plan(self) -> None:
+        s = self.s
+        env_np = os.environ.get("nnUNet_def_n_proc", "2" if not s.gpu else "8")
+        self.run_cmd("plan_and_preprocess", [
+            "nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", CONFIGURATION, "-np", env_np, "-npfp", env_np,
+            "--verify_dataset_integrity",
+        ])
+        if not s.gpu:
+            from nnunet_tavr.tiny_plans import write_tiny_plans
+
+            write_tiny_plans(s.preprocessed / DATASET_NAME, configurations=(CONFIGURATION,))
+        # Our seeded folds (test cases never in any fold) replace the ones nnU-Net would draw.
+        self.run_cmd("plan_and_preprocess", ["nnunet-tavr", "convert", "-d", str(DATASET_ID), "-n", "TAVR", "--raw", str(s.raw), "--preprocessed", str(s.preprocessed), "--install-splits"])
+
+    def _epochs(self, trainer: str) -> int:
+        import importlib
+
+        module = importlib.import_module("nnunet_tavr.trainers.variants." + ("short_schedules" if trainer.endswith("_smoke") else "demo_trainers"))
+        return getattr(module, trainer).num_epochs
+
+    def _conversion_summary(self) -> str:
+        rows = _read_manifest(self.s.dataset_raw / "manifest.csv")
+        kept = sum(r["kept"] == "True" or r["kept"] == "1" for r in rows)
+        return f"{kept} of {len(rows)} subjects kept"
+
+    @staticmethod
+    def _validation_dice(folder: Path) -> str:
+        summary = folder / "validation" / "summary.json"
+        if not summary.is_file():
+            return ""
+        mean = json.loads(summary.read_text())["foreground_mean"]["Dice"]
+        return f"fold-0 validation mean Dice {mean:.3f} (nnU-Net summary.json)"
+
+    # ---------------------------------------------------------------------------------------
+    def write_report(self, case: str, compare_dir: Path, measure_dir: Path, total_seconds: float) -> Path:
+        from nnunet_tavr.io import write_json, write_text
+
+        s = self.s
+        out = s.out
+        rel = lambda p: os.path.relpath(p, out)  # noqa: E731
+        lines = [
+            "# nnunet-tavr demo report",
+            "",
+            f"Device: **{s.device}**; mode: **{'quick' if s.quick else 'default'}**; {s.cases} phantom subjects "
+            f"{s.shape} at {s.spacing} mm; plans `{s.plans}`; trainers {', '.join(f'`{t}`' for t in s.trainers)}; "
+            f"total {total_seconds / 60:.1f} min.",
+            "",
+            "> The Dice values below come from a few minutes of training on phantoms "
+            f"({'CPU' if not s.gpu else 'GPU'}, short `{'_smoke' if s.quick else '_demo'}` schedules): they show that "
+            "the pipeline runs end to end, not how well the method segments real CTs.",
+            "",
+            "## Stages",
+            "",
+            "| # | stage | status | seconds | detail |",
+            "|---|---|---|---|---|",
+        ]
+        for i, r in enumerate(self.results, 1):
+            lines.append(f"| {i} | {r.name} | {r.status} | {r.seconds:.1f} | {r.detail} |")
+        lines += ["", "## Label derivation and conversion", ""]
+        manifest = _read_manifest(s.dataset_raw / "manifest.csv")
+        lines += ["| case | kept | reason |", "|---|---|---|"]
+        lines += [f"| {r['case']} | {r['kept']} | {r.get('reason', '')} |" for r in manifest]
+        for png in sorted(s.dataset_raw.rglob("*.png"))[:3]:
+            lines += ["", f"![{png.stem}]({rel(png)})"]
+        lines += ["", "## Comparison of trainers", ""]
+        compare_md = compare_dir / "report.md"
+        if compare_md.is_file():
+            body = compare_md.read_text().splitlines()
+            lines += [ln.replace("](", f"]({rel(compare_dir)}/") if "![" in ln else ln for ln in body if not ln.startswith("# ")]
+        lines += ["", f"## Measurements (case {case})", ""]
+        records = {}
+        for kind in ("prediction", "reference"):
+            path = measure_dir / kind / "measurements.json"
+            if path.is_file():
+                records[kind] = _flat_values(json.loads(path.read_text()))
+        if records:
+            keys = list(dict.fromkeys(k for rec in records.values() for k in rec))
+            lines += ["| measurement | " + " | ".join(records) + " |", "|---|" + "---|" * len(records)]
+            for k in keys:
+                lines.append(f"| {k} | " + " | ".join(records[r].get(k, "missing") for r in records) + " |")
+        for png in sorted(measure_dir.rglob("*.png")):
+            lines += ["", f"![{png.parent.name} measurements]({rel(png)})"]
+        lines += [
+            "",
+            "## Where everything is",
+            "",
+            f"- TotalSegmentator-layout phantoms: `{rel(s.totalseg)}`",
+            f"- nnU-Net raw dataset (manifest.csv, splits, QC figures): `{rel(s.dataset_raw)}`",
+            f"- nnU-Net preprocessed / results: `{rel(s.preprocessed)}`, `{rel(s.results)}`",
+            f"- test-set predictions: `{rel(out / 'predictions')}`",
+            f"- comparison: `{rel(compare_dir)}`; measurements: `{rel(measure_dir)}`",
+            f"- logs of every command: `{rel(self.logs)}`",
+            "",
+        ]
+        write_json(
+            {
+                "settings": {"device": s.device, "quick": s.quick, "cases": s.cases, "plans": s.plans, "trainers": list(s.trainers)},
+                "stages": [r.__dict__ for r in self.results],
+                "total_seconds": total_seconds,
+            },
+            out / "report.json",
+        )
+        return write_text("\n".join(lines), out / "report.md")
+
+
+def _read_manifest(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _flat_values(record: dict, prefix: str = "") -> dict[str, str]:
+    """``{"annulus": {"area": {"value": 1, "unit": "mm2"}}}`` -> ``{"annulus area": "1.0 mm2"}``."""
+    flat: dict[str, str] = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and "value" in value and not isinstance(value["value"], dict):
+            v = value["value"]
+            flat[name] = f"{v:.1f} {value.get('unit', '')}".strip() if isinstance(v, (int, float)) and v is not None else f"missing ({value.get('reason', '')})"
+        elif isinstance(value, dict):
+            flat.update(_flat_values(value, f"{name} "))
+    return flat
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", type=Path, default=Path("demo_output"), help="output folder (default demo_output)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda if available")
+    parser.add_argument("--cases", type=int, default=None, help="phantom subjects (default 12, --quick 8)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: fewer cases, 2-epoch trainings (~5 min on CPU)")
+    parser.add_argument("--seed", type=int, default=0, help="phantom and split seed (default 0)")
+
+
+def main(args: argparse.Namespace) -> int:
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    cases = args.cases or (8 if args.quick else 12)
+    if cases < 7:
+        raise SystemExit("--cases must be at least 7 (5 cross-validation folds, a test case, one excluded subject)")
+    settings = Settings(out=args.output.resolve(), device=device, quick=args.quick, cases=cases, seed=args.seed)
+    settings.out.mkdir(parents=True, exist_ok=True)
+    try:
+        report = Pipeline(settings).run()
+    except DemoError as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"report: {report}")
+    return 0

@@ -1,0 +1,25 @@
+"""``<Trainer>_demo``: the short schedule ``nnunet-tavr demo`` trains on CPU (or GPU) in minutes.
+
+The loss, network and everything else are the parent trainer's; only the number of epochs and
+iterations shrink (12 epochs x 25 training iterations x 5 validation iterations). Dice after such a
+run reflects minutes of training, not the method's quality: use the parent trainers for real work.
+"""
+
+from __future__ import annotations
+
+from nnunet_tavr.trainers.schedules import ShortSchedule
+from nnunet_tavr.trainers.variants.loss_trainers import nnUNetTrainerDiceCE, nnUNetTrainerFocalSR
+
+
+class DemoSchedule(ShortSchedule):
+    num_epochs = 12
+    num_iterations_per_epoch = 25
+    num_val_iterations_per_epoch = 5
+
+
+class nnUNetTrainerFocalSR_demo(DemoSchedule, nnUNetTrainerFocalSR):
+    pass
+
+
+class nnUNetTrainerDiceCE_demo(DemoSchedule, nnUNetTrainerDiceCE):
+    pass

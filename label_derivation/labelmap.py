@@ -229,7 +229,10 @@ def derive_tavr_labels(
         return exclude("no_contact", f"no aorta voxel lies within {valve_mm:g} mm of the left ventricle (no valve)")
     ann_box, annulus = rules._within_cropped(lv_w, aorta_w, spacing, annulus_mm)
     if ann_box is None:
-        return exclude("no_contact", f"no left-ventricle voxel lies within {annulus_mm:g} mm of the aorta (no annulus)")
+        hint = ""
+        if annulus_mm < min(spacing):
+            hint = f"; {annulus_mm:g} mm is below the voxel size {min(spacing):g} mm, so no voxel can be that close (raise annulus_mm)"
+        return exclude("no_contact", f"no left-ventricle voxel lies within {annulus_mm:g} mm of the aorta (no annulus){hint}")
     annulus_idx = np.argwhere(annulus) + [w.start + b.start for w, b in zip(work, ann_box)]
 
     try:

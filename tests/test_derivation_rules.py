@@ -323,8 +323,9 @@ def test_label_map_exclusions_give_reasons():
     assert labels is None and r.excluded_code == "missing_mask" and "left_ventricle" in r.excluded_reason
     labels, r = derive_tavr_labels({"aorta": aorta, "left_ventricle": np.zeros_like(lv)}, sp, sources={"left_ventricle": "lv.nii.gz"})
     assert labels is None and r.excluded_code == "empty_mask" and "lv.nii.gz" in r.excluded_reason
-    apart = np.zeros_like(lv)
-    apart[:3] = lv[:3]  # ventricle cut back: 9+ mm below the aorta
+    apart = lv.copy()
+    apart[_layers(lv, 0)[-4:]] = False  # ventricle cut back by 4 layers: 6 mm below the aorta
+    assert apart.any()
     labels, r = derive_tavr_labels({"aorta": aorta, "left_ventricle": apart}, sp)
     assert labels is None and r.excluded_code == "no_contact"
     labels, r = derive_tavr_labels({"aorta": aorta, "left_ventricle": lv}, sp, annulus_mm=1.0)

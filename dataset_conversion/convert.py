@@ -381,6 +381,7 @@ class ConversionSummary:
     seconds: float
     finalized: bool
     splits: dict | None = None
+    converted_cases: list[str] = field(default_factory=list)
 
     @property
     def kept(self) -> list[str]:
@@ -505,7 +506,8 @@ def convert_dataset(
         bar.close()
 
     records = sorted(done + converted, key=lambda r: r["case"])
-    summary = ConversionSummary(folder, records, converted=len(converted), skipped=len(done), seconds=0.0, finalized=False)
+    summary = ConversionSummary(folder, records, converted=len(converted), skipped=len(done), seconds=0.0, finalized=False,
+                                converted_cases=sorted(r["case"] for r in converted))
     if shard is None:
         summary.splits = finalize(folder, [s.case_id for s in cases], options)
         summary.finalized = True

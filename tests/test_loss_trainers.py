@@ -1,0 +1,245 @@
+"""The loss trainers: nnU-Net's lookup finds them, they build the paper's losses, and each runs a real
+``train_step`` and ``validation_step`` on the shared preprocessed phantom dataset; the paper's
+FocalSK* trainer goes through the real ``nnUNetv2_train`` / ``nnUNetv2_predict`` commands."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from nnunet_tavr.trainer_path import trainer_folder
+
+LOSS_TRAINERS = ["nnUNetTrainerDiceCE", "nnUNetTrainerFocal", "nnUNetTrainerSRDiceCE", "nnUNetTrainerSRFocal",
+                 "nnUNetTrainerFocalSR"]
+SR_TRAINERS = LOSS_TRAINERS[2:]
+
+
+@pytest.fixture
+def lookup(monkeypatch):
+    """nnU-Net's own trainer lookup, searching our folder through ``$nnUNet_extTrainer``."""
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    # nnunetv2.paths reads the variable when asked (nnunetv2 >= 2.6), so setting it here is enough
+    monkeypatch.setenv("nnUNet_extTrainer", str(trainer_folder()))
+    return recursive_find_trainer_class_by_name
+
+
+@pytest.mark.parametrize("name", LOSS_TRAINERS + [n + "_smoke" for n in LOSS_TRAINERS] + ["nnUNetTrainer_smoke"])
+def test_nnunet_lookup_finds_every_trainer(lookup, name):
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    cls = lookup(name)
+    assert cls.__name__ == name and issubclass(cls, nnUNetTrainer)
+
+
+def test_class_attributes_are_the_papers(lookup):
+    assert (lookup("nnUNetTrainerDiceCE").weight_dice, lookup("nnUNetTrainerDiceCE").weight_ce) == (0.25, 0.75)
+    focal_sr = lookup("nnUNetTrainerFocalSR")
+    assert focal_sr.gamma == 2.0 and focal_sr.focal_recall and focal_sr.stop_gradient
+    assert not lookup("nnUNetTrainerSRFocal").focal_recall
+    smoke = lookup("nnUNetTrainerFocalSR_smoke")
+    assert (smoke.num_epochs, smoke.num_iterations_per_epoch, smoke.num_val_iterations_per_epoch) == (2, 3, 2)
+
+
+@pytest.mark.parametrize("ds_scales", [[[1, 1, 1], [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]], None])
+def test_skeleton_transform_runs_after_spatial_and_before_ds_downsampling(lookup, ds_scales):
+    from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
+
+    from nnunet_tavr.trainers.skeletons import SkeletonTargetTransform
+
+    cls = lookup("nnUNetTrainerFocalSR")
+    for transforms in (
+        cls.get_training_transforms((32, 32, 32), (-0.5, 0.5), ds_scales, (0, 1, 2), False, ignore_label=None),
+        cls.get_validation_transforms(ds_scales, ignore_label=None),
+    ):
+        kinds = [type(t) for t in transforms.transforms]
+        assert kinds.count(SkeletonTargetTransform) == 1
+        at = kinds.index(SkeletonTargetTransform)
+        if ds_scales is None:
+            assert at == len(kinds) - 1
+        else:
+            assert kinds[at + 1] is DownsampleSegForDSTransform
+        seg = torch.zeros(1, 40, 40, 40, dtype=torch.int16)
+        seg[0, 5:35, 18:23, 18:23] = 6
+        out = transforms(image=torch.randn(1, 40, 40, 40), segmentation=seg)["segmentation"]
+        full = out[0] if ds_scales is not None else out
+        assert full.shape[0] == 2 and (full[1] == 6).any()
+    # the ignore label reaches the transform
+    with_ignore = cls.get_training_transforms((32, 32, 32), (-0.5, 0.5), None, (0, 1, 2), False, ignore_label=8)
+    assert next(t for t in with_ignore.transforms if isinstance(t, SkeletonTargetTransform)).ignore_label == 8
+
+
+# ------------------------------------------------------------------ in-process, on the shared dataset
+
+
+def _load(tree):
+    folder = tree.preprocessed / tree.dataset_name
+    plans = json.loads((folder / f"{tree.plans}.json").read_text())
+    dataset_json = json.loads((folder / "dataset.json").read_text())
+    return plans, dataset_json
+
+
+@pytest.fixture
+def nnunet_env(tavr_nnunet, monkeypatch):
+    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_n_proc_DA"):
+        monkeypatch.setenv(key, tavr_nnunet.env[key])
+    torch.manual_seed(0)
+    return tavr_nnunet
+
+
+def _trainer(cls, tree, configuration="3d_fullres", dataset_json=None):
+    plans, ds = _load(tree)
+    plans["continue_training"] = False
+    trainer = cls(plans, configuration, 0, ds if dataset_json is None else dataset_json, device=torch.device("cpu"))
+    trainer.initialize()
+    return trainer
+
+
+def _one_step_each(trainer):
+    """One real nnU-Net train_step and validation_step with batches from the trainer's own loaders."""
+    loader_tr, loader_val = trainer.get_dataloaders()
+    batch = next(loader_tr)
+    trainer.network.train()
+    train = trainer.train_step(batch)
+    trainer.network.eval()
+    with torch.no_grad():
+        val = trainer.validation_step(next(loader_val))
+    return batch, train, val
+
+
+@pytest.mark.parametrize("name", LOSS_TRAINERS)
+def test_every_trainer_runs_a_real_train_and_validation_step(lookup, nnunet_env, name):
+    from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+
+    from nnunet_tavr.trainers.losses import SegAndSkeletonLoss
+
+    trainer = _trainer(lookup(name), nnunet_env)
+    assert isinstance(trainer.loss, DeepSupervisionWrapper)
+    assert isinstance(trainer.loss.loss, SegAndSkeletonLoss) == (name in SR_TRAINERS)
+    batch, train, val = _one_step_each(trainer)
+    n_fg = len(trainer.label_manager.foreground_labels)
+    assert np.isfinite(train["loss"]) and np.isfinite(val["loss"])
+    # the online Dice saw the segmentation only: one entry per foreground class
+    assert val["tp_hard"].shape == (n_fg,)
+    target = batch["target"]
+    assert isinstance(target, list) and len(target) == len(trainer._get_deep_supervision_scales())
+    if name in SR_TRAINERS:
+        for t in target:
+            assert t.shape[1] == 2
+            seg, skel = t[:, 0], t[:, 1]
+            assert not ((skel > 0) & (skel != seg)).any(), "a skeleton voxel lies outside its class"
+        assert (target[0][:, 1] > 0).any()
+    else:
+        assert target[0].shape[1] == 1
+
+
+def test_focal_sr_loss_is_focal_plus_focal_skeleton_recall(lookup, nnunet_env):
+    from nnunet_tavr.trainers.losses import FocalLoss, SkeletonRecallLoss
+
+    trainer = _trainer(lookup("nnUNetTrainerFocalSR"), nnunet_env)
+    inner = trainer.loss.loss
+    assert isinstance(inner.seg_loss, FocalLoss) and inner.seg_loss.gamma == 2.0
+    assert isinstance(inner.skeleton_loss, SkeletonRecallLoss)
+    assert inner.skeleton_loss.gamma == 2.0 and inner.skeleton_loss.stop_gradient
+    assert (inner.weight_seg, inner.weight_skel) == (1.0, 1.0)
+    # the deep-supervision weights are nnU-Net's
+    assert trainer.loss.weight_factors[0] > trainer.loss.weight_factors[1] and trainer.loss.weight_factors[-1] == 0
+    # a one-line subclass changes gamma everywhere
+    gamma1 = type("nnUNetTrainerFocalSRGamma1", (lookup("nnUNetTrainerFocalSR"),), {"gamma": 1.0})
+    inner1 = _trainer(gamma1, nnunet_env).loss.loss
+    assert inner1.seg_loss.gamma == 1.0 and inner1.skeleton_loss.gamma == 1.0
+
+
+def test_sr_trainer_without_deep_supervision(lookup, nnunet_env):
+    """As composed with single-output networks: the mixin sets enable_deep_supervision = False."""
+    base = lookup("nnUNetTrainerFocalSR")
+
+    class NoDeepSupervision(base):
+        def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+            super().__init__(plans, configuration, fold, dataset_json, device)
+            self.enable_deep_supervision = False
+
+    trainer = _trainer(NoDeepSupervision, nnunet_env)
+    batch, train, val = _one_step_each(trainer)
+    assert torch.is_tensor(batch["target"]) and batch["target"].shape[1] == 2
+    assert np.isfinite(train["loss"]) and np.isfinite(val["loss"])
+
+
+def test_sr_trainer_2d_configuration(lookup, nnunet_env):
+    trainer = _trainer(lookup("nnUNetTrainerSRFocal"), nnunet_env, configuration="2d")
+    batch, train, val = _one_step_each(trainer)
+    assert batch["target"][0].ndim == 4 and batch["target"][0].shape[1] == 2
+    assert np.isfinite(train["loss"]) and np.isfinite(val["loss"])
+
+
+def test_ignore_label_is_honoured(lookup, nnunet_env):
+    cls = lookup("nnUNetTrainerFocalSR")
+    # a batch from the dataset as preprocessed (without an ignore label: its loader would need the
+    # ignore label's class locations), then a slab of every target marked as ignored
+    loader_tr, loader_val = _trainer(cls, nnunet_env).get_dataloaders()
+    batches = [next(loader_tr), next(loader_val)]
+    for batch in batches:
+        for t in batch["target"]:
+            t[:, 0, : t.shape[2] // 4] = 8
+            t[:, 1, : t.shape[2] // 4] = 0
+    _, ds = _load(nnunet_env)
+    trainer = _trainer(cls, nnunet_env, dataset_json={**ds, "labels": {**ds["labels"], "ignore": 8}})
+    assert trainer.loss.loss.seg_loss.ignore_label == 8
+    trainer.network.train()
+    assert np.isfinite(trainer.train_step(batches[0])["loss"])
+    trainer.network.eval()
+    with torch.no_grad():
+        val = trainer.validation_step(batches[1])
+    assert np.isfinite(val["loss"]) and val["tp_hard"].shape == (7,)
+
+
+def test_region_based_training_is_refused(lookup, nnunet_env):
+    _, ds = _load(nnunet_env)
+    labels = {"background": 0, "aorta_all": [1, 3, 4], "heart": [2, 5], "iliac_artery_left": 6,
+              "iliac_artery_right": 7}
+    ds = {**ds, "labels": labels, "regions_class_order": [1, 2, 6, 7]}
+    plans, _ = _load(nnunet_env)
+    plans["continue_training"] = False
+    for name in LOSS_TRAINERS:
+        with pytest.raises(ValueError, match="region-based training"):
+            lookup(name)(plans, "3d_fullres", 0, ds, device=torch.device("cpu"))
+        plans["continue_training"] = False  # nnU-Net pops it
+
+
+# ------------------------------------------------------------------ the real commands
+
+
+@pytest.mark.slow
+def test_nnunetv2_train_and_predict_with_focal_sr(nnunet_env, tmp_path):
+    import SimpleITK as sitk
+
+    tree = nnunet_env
+    trainer = "nnUNetTrainerFocalSR_smoke"
+    tree.run("nnUNetv2_train", str(tree.dataset_id), "3d_fullres", "0", "-p", tree.plans, "-tr", trainer,
+             "-device", "cpu", timeout=900)
+    out = tree.results / tree.dataset_name / f"{trainer}__{tree.plans}__3d_fullres" / "fold_0"
+    assert (out / "checkpoint_final.pth").is_file()
+    # nnU-Net's debug.json records the loss the run actually used
+    assert "SegAndSkeletonLoss" in json.loads((out / "debug.json").read_text())["loss"]
+
+    images = sorted((tree.raw / tree.dataset_name / "imagesTr").glob("*_0000.nii.gz"))[:2]
+    inp, pred = tmp_path / "in", tmp_path / "pred"
+    inp.mkdir()
+    for image in images:
+        shutil.copy(image, inp / image.name)
+    tree.run("nnUNetv2_predict", "-i", str(inp), "-o", str(pred), "-d", str(tree.dataset_id), "-c", "3d_fullres",
+             "-f", "0", "-p", tree.plans, "-tr", trainer, "--disable_tta", "-device", "cpu", "-npp", "1", "-nps", "1",
+             timeout=900)
+    for image in images:
+        seg_file = pred / image.name.replace("_0000.nii.gz", ".nii.gz")
+        assert seg_file.is_file()
+        ref, seg = sitk.ReadImage(str(image)), sitk.ReadImage(str(seg_file))
+        assert seg.GetSize() == ref.GetSize()
+        np.testing.assert_allclose(seg.GetSpacing(), ref.GetSpacing(), rtol=1e-5)
+        np.testing.assert_allclose(seg.GetOrigin(), ref.GetOrigin(), atol=1e-4)
+        values = np.unique(sitk.GetArrayViewFromImage(seg))
+        assert set(values.tolist()) <= set(range(8))

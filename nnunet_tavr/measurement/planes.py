@@ -151,19 +151,3 @@ def calliper_diameters(points_2d: np.ndarray, half_pixel: float = 0.0) -> tuple[
     k = int(np.argmin(widths))
     return float(widths[k]), float(dist[a, b]), {"max_ends": np.stack([hull[a], hull[b]]), "min_dir": normals[k]}
 
-
-def chord_through(points_uv: np.ndarray, centre_uv: np.ndarray, direction: np.ndarray, contour_uv: np.ndarray) -> np.ndarray:
-    """End points of the chord of a closed contour through ``centre_uv`` along ``direction`` (for drawing)."""
-    d = unit(direction)
-    rel = contour_uv - centre_uv
-    along = rel @ d
-    across = rel @ np.array([-d[1], d[0]])
-    ends = []
-    for sign in (1, -1):
-        sel = sign * along > 0
-        if not sel.any():
-            ends.append(centre_uv)
-            continue
-        k = np.flatnonzero(sel)[int(np.argmin(np.abs(across[sel])))]
-        ends.append(centre_uv + along[k] * d)
-    return np.stack(ends)

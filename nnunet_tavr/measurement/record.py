@@ -133,7 +133,7 @@ class MeasurementRecord:
 
 
 def _plain(value):
-    """numpy -> plain Python (floats rounded to 4 decimals: 0.1 micrometre is below any voxel)."""
+    """numpy -> plain Python; floats rounded to 4 decimals (0.1 micrometre), non-finite -> None."""
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if isinstance(value, (list, tuple)):
@@ -141,7 +141,8 @@ def _plain(value):
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, (np.floating, float)):
-        return round(float(value), 4)
+        # Profiles may hold planes without a usable section: JSON null, never NaN.
+        return round(float(value), 4) if np.isfinite(value) else None
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.bool_):

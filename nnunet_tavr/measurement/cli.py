@@ -1,0 +1,166 @@
+"""Measure TAVR planning anatomy in a 7-class segmentation (derived labels or nnUNetv2_predict output).
+
+Annulus (best-fit plane: area, perimeter, area- and perimeter-derived, minimal and maximal
+diameters, eccentricity), aortic root (sinus of Valsalva and sinotubular junction diameters, root
+height), ascending aorta diameter at a height above the annulus, minimal lumen diameter, its
+position and the centreline length of each iliac artery, and the volume of every label.
+
+Writes OUT_DIR/measurements.json (every value with unit and method; missing structures with the
+reason) and OUT_DIR/measurements.png.  SEG may also be a folder of segmentations (e.g. an
+nnUNetv2_predict output folder): then each case goes to OUT_DIR/CASE/ and a table of all cases to
+OUT_DIR/measurements.csv; cases already measured are skipped (use --force to redo them).
+
+example:
+  nnunet-tavr measure pred/case_001.nii.gz --ct imagesTs/case_001_0000.nii.gz -o measurements/case_001
+  nnunet-tavr measure pred/ --ct imagesTs/ -o measurements/
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+SUFFIXES = (".nii.gz", ".nii", ".mha", ".nrrd")
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("seg", type=Path, help="7-class TAVR segmentation, or a folder of them")
+    parser.add_argument("-o", "--out", type=Path, required=True, metavar="OUT_DIR", help="output folder")
+    parser.add_argument("--ct", type=Path, help="CT of the case (shown under the annulus contour); a folder when SEG is a folder (CASE_0000.nii.gz or CASE.nii.gz)")
+    parser.add_argument("--height", type=float, default=40.0, metavar="MM", help="height above the annulus (centreline arc length, mm) of the ascending-aorta diameter (default 40)")
+    parser.add_argument("--no-figure", action="store_true", help="write measurements.json only")
+    parser.add_argument("--force", action="store_true", help="measure again cases whose measurements.json exists")
+
+
+def case_name(path: Path) -> str:
+    name = path.name
+    for suffix in SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def find_ct(ct: Path | None, case: str) -> Path | None:
+    """The CT of ``case`` in folder ``ct`` (nnU-Net's CASE_0000 naming first), or ``ct`` itself."""
+    if ct is None or ct.is_file():
+        return ct
+    for stem in (f"{case}_0000", case):
+        for suffix in SUFFIXES:
+            if (ct / f"{stem}{suffix}").is_file():
+                return ct / f"{stem}{suffix}"
+    return None
+
+
+def measure_file(seg: Path, out_dir: Path, ct: Path | None = None, height_mm: float = 40.0, figure: bool = True):
+    """Measure one segmentation file; write ``measurements.json`` (and ``.png``) into ``out_dir``."""
+    import numpy as np
+
+    from nnunet_tavr.io import InputError, read_array, write_json
+    from nnunet_tavr.labels import LABELS
+    from nnunet_tavr.measurement.tavr import measure_tavr
+
+    case = case_name(seg)
+    labels, geometry = read_array(seg, case)
+    if labels.ndim != 3:
+        raise InputError(f"case {case}: {seg} is not a 3d image (shape {labels.shape})")
+    if not np.issubdtype(labels.dtype, np.integer):
+        if not np.array_equal(np.rint(labels), labels):
+            raise InputError(f"case {case}: {seg} has non-integer values: not a label map")
+        labels = np.rint(labels).astype(np.int16)
+    values = np.unique(labels)
+    bad = values[(values < 0) | (values > max(LABELS.values()))]
+    if bad.size:
+        raise InputError(f"case {case}: {seg} has values {bad[:5].tolist()} outside the TAVR label map 0..{max(LABELS.values())}")
+    ct_array = None
+    if ct is not None:
+        ct_array, ct_geometry = read_array(ct, case)
+        problem = geometry.mismatch(ct_geometry)
+        if problem:
+            raise InputError(f"case {case}: CT {ct} does not match the segmentation {seg}: {problem}")
+    record = measure_tavr(labels, geometry.spacing, case=case, ascending_height_mm=height_mm)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload = record.to_json()
+    payload["source"] = {"segmentation": str(seg), "ct": None if ct is None else str(ct), "origin": list(geometry.origin), "direction": list(geometry.direction)}
+    if figure:
+        from nnunet_tavr.measurement.figure import plot_record
+
+        plot_record(record, labels, out_dir / "measurements.png", ct_array)
+    write_json(payload, out_dir / "measurements.json")  # last: marks the case done
+    return record
+
+
+def main(args: argparse.Namespace) -> int:
+    from nnunet_tavr.io import InputError, write_text
+
+    seg: Path = args.seg
+    if seg.is_dir():
+        files = sorted(p for p in seg.iterdir() if p.is_file() and p.name.endswith(SUFFIXES))
+        if not files:
+            print(f"error: no segmentations ({', '.join(SUFFIXES)}) in {seg}", file=sys.stderr)
+            return 2
+        if args.ct is not None and not args.ct.is_dir():
+            print(f"error: SEG is a folder, so --ct must be a folder too: {args.ct}", file=sys.stderr)
+            return 2
+    elif seg.is_file():
+        files = [seg]
+    else:
+        print(f"error: file not found: {seg}", file=sys.stderr)
+        return 2
+
+    from tqdm import tqdm
+
+    rows, failed = [], []
+    for path in tqdm(files, desc="measure", unit="case", disable=len(files) == 1):
+        case = case_name(path)
+        out_dir = args.out / case if seg.is_dir() else args.out
+        done = out_dir / "measurements.json"
+        if done.is_file() and not args.force and done.stat().st_mtime >= path.stat().st_mtime:
+            rows.append(_row_from_json(done, case))
+            continue
+        ct = find_ct(args.ct, case)
+        if args.ct is not None and ct is None:
+            tqdm.write(f"warning: case {case}: no CT in {args.ct}; figure shows the labels")
+        try:
+            record = measure_file(path, out_dir, ct, args.height, not args.no_figure)
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed.append(case)
+            continue
+        rows.append(record.summary_row())
+        if len(files) == 1:
+            _print_summary(record, out_dir)
+    if seg.is_dir() and rows:
+        import pandas as pd
+
+        write_text(pd.DataFrame(rows).to_csv(index=False), args.out / "measurements.csv")
+        print(f"measured {len(rows)} cases -> {args.out / 'measurements.csv'}")
+    if failed:
+        print(f"{len(failed)} case(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _row_from_json(path: Path, case: str) -> dict:
+    import json
+
+    data = json.loads(path.read_text())
+    row = {"case": case}
+    for name, section in data.items():
+        if isinstance(section, dict) and "missing" not in section:
+            for key, entry in section.items():
+                if isinstance(entry, dict) and isinstance(entry.get("value"), (int, float)):
+                    row[f"{name}.{key}"] = entry["value"]
+    return row
+
+
+def _print_summary(record, out_dir: Path) -> None:
+    for name, section in record.sections.items():
+        if name == "volumes":
+            continue
+        if not section.ok:
+            print(f"{name}: missing ({section.missing})")
+            continue
+        parts = [f"{k} {v.value:.1f} {v.unit}" for k, v in section.values.items() if hasattr(v, "unit") and isinstance(v.value, float) and v.unit != "1"]
+        print(f"{name}: " + ", ".join(parts))
+    print(f"wrote {out_dir / 'measurements.json'}" + ("" if not (out_dir / "measurements.png").is_file() else f" and {out_dir / 'measurements.png'}"))

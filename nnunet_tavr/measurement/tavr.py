@@ -1,0 +1,81 @@
+"""``measure_tavr``: every TAVR planning measurement of one 7-class segmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from nnunet_tavr.labels import FOREGROUND, LABELS
+from nnunet_tavr.measurement.access import measure_iliac
+from nnunet_tavr.measurement.annulus import measure_annulus
+from nnunet_tavr.measurement.record import MeasurementRecord, Section
+from nnunet_tavr.measurement.root import measure_root
+
+
+def label_volumes(labels: np.ndarray, spacing) -> Section:
+    """Volume of every foreground label in ml (voxel count x voxel volume); absent labels are missing."""
+    counts = np.bincount(labels.ravel(), minlength=max(LABELS.values()) + 1)
+    voxel_ml = float(np.prod(np.asarray(spacing, float))) / 1000.0
+    section = Section("volumes")
+    for name in FOREGROUND:
+        n = int(counts[LABELS[name]])
+        if n:
+            section.add(name, n * voxel_ml, "ml", f"{n} voxels of label {LABELS[name]} x {voxel_ml * 1000:.4g} mm3")
+        else:
+            section.add_missing(name, f"label {LABELS[name]} absent (0 voxels)")
+    extra = np.flatnonzero(counts[max(LABELS.values()) + 1 :])
+    if extra.size:
+        section.notes.append(f"label values outside the TAVR map present: {(extra + max(LABELS.values()) + 1).tolist()}")
+    return section
+
+
+def measure_tavr(labels: np.ndarray, spacing, case: str = "case", ascending_height_mm: float = 40.0) -> MeasurementRecord:
+    """Measure annulus, aortic root, ascending aorta, iliac access and label volumes.
+
+    Parameters
+    ----------
+    labels : (z, y, x) integer array
+        A 7-class TAVR label map (:mod:`nnunet_tavr.labels`): derived labels or an
+        ``nnUNetv2_predict`` output.  Not modified.
+    spacing : 3 floats
+        Voxel size per array axis in mm (``image.GetSpacing()[::-1]``).
+    case : str
+        Case identifier stored in the record.
+    ascending_height_mm : float
+        Arc length above the annulus at which the ascending aorta diameter is measured.
+
+    Returns
+    -------
+    MeasurementRecord
+        Sections ``annulus``, ``aortic_root``, ``ascending_aorta``, ``iliac_artery_left``,
+        ``iliac_artery_right`` and ``volumes``; values in mm, mm² and ml with their method;
+        structures that are absent or unusable are missing with the reason.
+    """
+    labels = np.asarray(labels)
+    spacing = tuple(float(s) for s in np.broadcast_to(np.asarray(spacing, float), (3,)))
+    if labels.ndim != 3:
+        raise ValueError(f"case {case}: expected a 3d label map, got shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        rounded = np.rint(labels)
+        if not np.array_equal(rounded, labels):
+            raise ValueError(f"case {case}: label map has non-integer values")
+        labels = rounded.astype(np.int16)
+    if labels.min() < 0:
+        raise ValueError(f"case {case}: label map has negative values")
+    record = MeasurementRecord(case=case, shape=tuple(labels.shape), spacing=spacing, settings={"ascending_height_mm": ascending_height_mm})
+    boxes = ndimage.find_objects(labels)
+
+    annulus, plane = measure_annulus(labels, spacing, boxes)
+    record.add(annulus)
+    if plane is None:
+        reason = f"needs the annulus plane; annulus missing: {annulus.missing}"
+        record.add(Section.absent("aortic_root", reason))
+        record.add(Section.absent("ascending_aorta", reason))
+    else:
+        root, ascending = measure_root(labels, spacing, plane, ascending_height_mm)
+        record.add(root)
+        record.add(ascending)
+    for name in ("iliac_artery_left", "iliac_artery_right"):
+        record.add(measure_iliac(labels, spacing, name, boxes))
+    record.add(label_volumes(labels, spacing))
+    return record

@@ -1,0 +1,262 @@
+"""TAVR measurements against phantom truth known by construction.
+
+Tolerance is the issue's "within the voxel size": 1.5 mm for diameters, lengths and positions; for
+areas the change of area that a 1.5 mm diameter error makes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from nnunet_tavr.labels import LABELS
+from nnunet_tavr.measurement import measure_tavr
+from nnunet_tavr.measurement.annulus import measure_annulus
+from nnunet_tavr.measurement.planes import calliper_diameters
+from nnunet_tavr.phantom import make_subject
+
+TOL_MM = 1.5
+
+#: name -> make_subject keyword arguments.  "oblique" is rotated and anisotropic (z voxels 2 mm,
+#: in-plane 1.2 mm), so every plane is oblique to the grid and mm != voxels.
+PHANTOMS = {
+    "isotropic": dict(seed=1, shape=(200, 160, 160), spacing=1.5),
+    "oblique": dict(seed=2, shape=(150, 200, 200), spacing=(2.0, 1.2, 1.2), rotation_deg=(20, 10, 0)),
+}
+
+
+@pytest.fixture(scope="module", params=list(PHANTOMS))
+def measured(request):
+    phantom = make_subject(**PHANTOMS[request.param])
+    before = phantom.labels.copy()
+    record = measure_tavr(phantom.labels, phantom.spacing, case=request.param)
+    assert np.array_equal(phantom.labels, before), "measure_tavr modified its input"
+    return phantom, record
+
+
+def area_tolerance(diameter: float) -> float:
+    return math.pi / 4 * ((diameter + TOL_MM) ** 2 - diameter**2)
+
+
+def test_annulus_matches_the_elliptic_truth(measured):
+    phantom, record = measured
+    t, a = phantom.truth, record["annulus"]
+    assert a.ok, a.missing
+    assert abs(a["area"] - t["annulus_area_mm2"]) <= area_tolerance(t["annulus_area_diameter_mm"])
+    assert abs(a["perimeter"] - t["annulus_perimeter_mm"]) <= math.pi * TOL_MM
+    for key in ("area_diameter", "perimeter_diameter", "min_diameter", "max_diameter"):
+        assert abs(a[key] - t[f"annulus_{key}_mm"]) <= TOL_MM, key
+    truth_ecc = 1 - t["annulus_min_diameter_mm"] / t["annulus_max_diameter_mm"]
+    assert abs(a["eccentricity_index"] - truth_ecc) <= 0.06
+    assert np.linalg.norm(np.subtract(a["centre"], t["annulus_center_mm"])) <= TOL_MM
+    angle = np.degrees(np.arccos(np.clip(np.dot(a["normal"], t["annulus_normal"]), -1, 1)))
+    assert angle <= 3.0, f"annulus normal off by {angle:.1f} deg (or points into the ventricle)"
+
+
+def test_root_sinus_stj_and_height(measured):
+    phantom, record = measured
+    t, r = phantom.truth, record["aortic_root"]
+    assert r.ok, r.missing
+    assert abs(r["sinus_diameter"] - t["sinus_diameter_mm"]) <= TOL_MM
+    assert abs(r["sinus_distance"] - t["sinus_distance_mm"]) <= 2 * TOL_MM  # flat maximum: position is loose
+    assert abs(r["stj_diameter"] - t["stj_diameter_mm"]) <= TOL_MM
+    assert abs(r["root_height"] - t["root_height_mm"]) <= TOL_MM
+    assert abs(r["stj_distance"] - t["stj_distance_mm"]) <= TOL_MM
+
+
+def test_ascending_aorta_at_40_mm(measured):
+    phantom, record = measured
+    asc = record["ascending_aorta"]
+    assert asc.ok, asc.missing
+    assert asc["height"] == 40.0
+    assert abs(asc["diameter"] - phantom.truth["ascending_diameter_40mm"]) <= TOL_MM
+
+
+def _axis_distance(point, start, direction) -> float:
+    rel = np.subtract(point, start)
+    d = np.asarray(direction) / np.linalg.norm(direction)
+    return float(np.linalg.norm(rel - np.dot(rel, d) * d))
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_iliac_minimal_lumen_diameter_and_position(measured, side):
+    phantom, record = measured
+    truth = phantom.truth["iliac"][side]
+    s = record[f"iliac_artery_{side}"]
+    assert s.ok, s.missing
+    stenosis = truth["stenosis"]
+    if stenosis is None:
+        assert abs(s["min_lumen_diameter"] - truth["diameter_mm"]) <= TOL_MM
+        assert s["diameter_stenosis"] < 15.0
+    else:
+        assert abs(s["min_lumen_diameter"] - stenosis["min_diameter_mm"]) <= TOL_MM
+        assert np.linalg.norm(np.subtract(s["min_lumen_point"], stenosis["point_mm"])) <= TOL_MM
+        # Position along the centreline: measured from our proximal end, truth from the bifurcation.
+        offset = np.dot(np.subtract(s["proximal_end"], truth["start_mm"]), truth["direction"])
+        assert abs(s["min_lumen_position"] + offset - stenosis["position_mm"]) <= TOL_MM
+        assert s["diameter_stenosis"] > 25.0
+    assert abs(s["median_diameter"] - truth["diameter_mm"]) <= TOL_MM
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_iliac_centreline_runs_along_the_vessel(measured, side):
+    phantom, record = measured
+    truth = phantom.truth["iliac"][side]
+    s = record[f"iliac_artery_{side}"]
+    prox, dist = np.asarray(s["proximal_end"]), np.asarray(s["distal_end"])
+    for end in (prox, dist):
+        assert _axis_distance(end, truth["start_mm"], truth["direction"]) <= TOL_MM
+    # Oriented from the bifurcation downwards, and as long as the straight tube between its ends.
+    assert np.dot(dist - prox, truth["direction"]) > 0
+    assert abs(s["centreline_length"] - np.linalg.norm(dist - prox)) <= TOL_MM
+    assert s["centreline_length"] <= truth["length_mm"]
+
+
+def test_volumes_are_voxel_counts_times_voxel_volume(measured):
+    phantom, record = measured
+    vol = record["volumes"]
+    voxel_ml = np.prod(phantom.spacing) / 1000
+    for name, value in LABELS.items():
+        if value:
+            assert vol[name] == pytest.approx(np.count_nonzero(phantom.labels == value) * voxel_ml, rel=1e-3)
+
+
+def test_json_has_units_methods_and_no_nan(measured):
+    _, record = measured
+    data = json.loads(json.dumps(record.to_json(), allow_nan=False))
+    assert data["annulus"]["area"]["unit"] == "mm2"
+    assert data["volumes"]["aorta"]["unit"] == "ml"
+    for section in ("annulus", "aortic_root", "ascending_aorta", "iliac_artery_left", "iliac_artery_right"):
+        for key, entry in data[section].items():
+            if key in ("geometry", "notes"):
+                continue
+            assert {"value", "unit", "method"} <= set(entry), (section, key)
+            assert entry["method"]
+
+
+# --------------------------------------------------------------------------------------------
+# missing structures: reported with the reason, never as 0 or NaN
+
+
+@pytest.fixture(scope="module")
+def iso_labels():
+    p = make_subject(**PHANTOMS["isotropic"])
+    return p.labels, p.spacing
+
+
+def _assert_missing(section, *words):
+    assert not section.ok
+    assert section.to_json() == {"missing": section.missing}
+    for word in words:
+        assert word in section.missing, section.missing
+
+
+def test_missing_annulus_and_iliacs_are_reported_with_reasons(iso_labels):
+    labels, spacing = iso_labels
+    labels = labels.copy()
+    labels[labels == LABELS["annulus"]] = LABELS["left_ventricle"]
+    labels[labels == LABELS["iliac_artery_left"]] = 0
+    record = measure_tavr(labels, spacing)
+    _assert_missing(record["annulus"], "annulus", "label 5")
+    _assert_missing(record["aortic_root"], "annulus")
+    _assert_missing(record["ascending_aorta"], "annulus")
+    _assert_missing(record["iliac_artery_left"], "iliac_artery_left", "label 6")
+    assert record["iliac_artery_right"].ok
+    vol = record["volumes"].to_json()
+    assert vol["annulus"] == {"missing": "label 5 absent (0 voxels)"}
+    json.dumps(record.to_json(), allow_nan=False)
+
+
+def test_tiny_annulus_and_short_ascending_are_missing(iso_labels):
+    labels, spacing = iso_labels
+    labels = labels.copy()
+    ann = np.argwhere(labels == LABELS["annulus"])
+    labels[tuple(ann[5:].T)] = LABELS["left_ventricle"]  # keep 5 voxels: no plane from that
+    section, plane = measure_annulus(labels, spacing)
+    _assert_missing(section, "only 5 annulus voxels")
+    assert plane is None
+    record = measure_tavr(iso_labels[0], spacing, ascending_height_mm=250.0)
+    _assert_missing(record["ascending_aorta"], "fewer than 250 mm")
+    assert record["aortic_root"].ok
+
+
+def test_chestless_scan_has_no_annulus_but_measures_iliacs():
+    p = make_subject(5, shape=(100, 80, 80), spacing=3.0, heart=False)
+    record = measure_tavr(p.labels, p.spacing)
+    _assert_missing(record["annulus"], "no annulus voxels")
+    assert record["iliac_artery_left"].ok and record["iliac_artery_right"].ok
+
+
+def test_split_iliac_measures_the_largest_piece_and_says_so(iso_labels):
+    labels, spacing = iso_labels
+    labels = labels.copy()
+    z = np.argwhere(labels == LABELS["iliac_artery_left"])[:, 0]
+    cut = int(np.percentile(z, 85))
+    labels[cut : cut + 2][labels[cut : cut + 2] == LABELS["iliac_artery_left"]] = 0
+    from nnunet_tavr.measurement.access import measure_iliac
+
+    section = measure_iliac(labels, spacing, "iliac_artery_left")
+    assert section.ok
+    assert any("2 connected components" in note for note in section.notes)
+
+
+# --------------------------------------------------------------------------------------------
+# geometry helpers and invariances
+
+
+def test_calliper_diameters_of_an_ellipse():
+    t = np.linspace(0, 2 * np.pi, 721)[:-1]
+    a, b, rot = 13.0, 10.0, 0.6
+    pts = np.stack([a * np.cos(t), b * np.sin(t)], 1) @ np.array([[np.cos(rot), np.sin(rot)], [-np.sin(rot), np.cos(rot)]])
+    dmin, dmax, where = calliper_diameters(pts)
+    assert dmin == pytest.approx(2 * b, abs=0.01)
+    assert dmax == pytest.approx(2 * a, abs=0.01)
+    assert np.linalg.norm(where["max_ends"][0] - where["max_ends"][1]) == pytest.approx(dmax)
+
+
+def test_annulus_is_independent_of_array_axis_order(iso_labels):
+    labels, spacing = iso_labels
+    ref, _ = measure_annulus(labels, spacing)
+    flipped = np.ascontiguousarray(labels[::-1, :, ::-1].transpose(2, 1, 0))  # x, y, z: other axis order
+    other, _ = measure_annulus(flipped, spacing[::-1])
+    for key in ("area", "perimeter", "min_diameter", "max_diameter"):
+        assert other[key] == pytest.approx(ref[key], rel=0.02), key
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+
+
+def test_cli_writes_json_and_png_resumes_and_rejects_bad_input(tmp_path, iso_labels, capsys):
+    from nnunet_tavr.cli import main
+    from nnunet_tavr.io import Geometry, write_array
+
+    labels, spacing = iso_labels
+    geometry = Geometry(labels.shape, tuple(spacing), (0.0, 0.0, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
+    seg = write_array(labels, geometry, tmp_path / "preds" / "case_001.nii.gz")
+    ct = write_array(np.where(labels > 0, 300, 0).astype(np.int16), geometry, tmp_path / "images" / "case_001_0000.nii.gz")
+    out = tmp_path / "out"
+    assert main(["measure", str(seg.parent), "--ct", str(ct.parent), "-o", str(out)]) == 0
+    data = json.loads((out / "case_001" / "measurements.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    assert data["case"] == "case_001" and data["annulus"]["area"]["unit"] == "mm2"
+    assert (out / "case_001" / "measurements.png").read_bytes()[:4] == b"\x89PNG"
+    assert "annulus.area" in (out / "measurements.csv").read_text()
+    mtime = (out / "case_001" / "measurements.json").stat().st_mtime_ns
+    assert main(["measure", str(seg.parent), "-o", str(out)]) == 0  # rerun: resumes, nothing redone
+    assert (out / "case_001" / "measurements.json").stat().st_mtime_ns == mtime
+
+    bad_ct = write_array(np.zeros(labels.shape, np.int16), Geometry(labels.shape, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), geometry.direction), tmp_path / "bad_ct.nii.gz")
+    assert main(["measure", str(seg), "--ct", str(bad_ct), "-o", str(tmp_path / "o2"), "--no-figure"]) == 1
+    err = capsys.readouterr().err
+    assert "case_001" in err and "bad_ct.nii.gz" in err and "spacing" in err
+
+    wrong = labels.copy()
+    wrong[0, 0, 0] = 9
+    bad_seg = write_array(wrong, geometry, tmp_path / "wrong.nii.gz")
+    assert main(["measure", str(bad_seg), "-o", str(tmp_path / "o3")]) == 1
+    err = capsys.readouterr().err
+    assert "wrong.nii.gz" in err and "[9]" in err
+    assert not (tmp_path / "o3" / "measurements.json").exists()

@@ -18,6 +18,7 @@ from nnunet_tavr.label_derivation.rules import (
     derive_annulus,
     derive_aortic_root,
     derive_valve,
+    find_root_end,
     fit_plane,
 )
 
@@ -29,5 +30,6 @@ __all__ = [
     "derive_aortic_root",
     "derive_tavr_labels",
     "derive_valve",
+    "find_root_end",
     "fit_plane",
 ]

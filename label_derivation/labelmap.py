@@ -250,6 +250,7 @@ def derive_tavr_labels(
         "annulus": (_offset(work, ann_box), annulus),
     }
     labels = np.zeros(shape, np.uint8)
+    counts = np.zeros(len(LABELS), np.int64)
     for name in PAINT_ORDER:
         if name in derived:
             box, sub = derived[name]
@@ -258,8 +259,12 @@ def derive_tavr_labels(
             sub = masks[name][box]
         else:
             continue
-        labels[box][sub] = LABELS[name]
-    counts = np.bincount(labels.ravel(), minlength=len(LABELS))
+        view = labels[box]
+        # Count as we paint (a full-volume histogram would cost more than the whole derivation).
+        counts -= np.bincount(view[sub], minlength=len(LABELS))
+        counts[LABELS[name]] += np.count_nonzero(sub)
+        view[sub] = LABELS[name]
+    counts[0] = 0
     result.voxel_counts = {name: int(counts[value]) for name, value in LABELS.items() if value > 0}
     return labels, result
 

@@ -59,15 +59,15 @@ class RuleNotApplicable(ValueError):
 
 
 def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """Tight bounding box of the ``True`` voxels as slices, or ``None`` for an empty mask."""
-    box = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        hit = np.flatnonzero(np.any(mask, axis=other))
-        if hit.size == 0:
-            return None
-        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(box)
+    """Tight bounding box of the ``True`` voxels of a 3-D mask as slices, or ``None`` if empty."""
+    # The first axis is reduced over contiguous rows (fast); the other two only inside its range.
+    z = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
+    if z.size == 0:
+        return None
+    sub = mask[z[0] : z[-1] + 1]
+    y = np.flatnonzero(sub.any(axis=(0, 2)))
+    x = np.flatnonzero(sub.any(axis=(0, 1)))
+    return tuple(slice(int(a[0]), int(a[-1]) + 1) for a in (z, y, x))
 
 
 def _grow(box, margin, shape):
@@ -322,6 +322,79 @@ def derive_aortic_root(
     return _paste(aorta.shape, box, sub), details
 
 
+def smooth_area(area: np.ndarray, window: int = WINDOW) -> np.ndarray:
+    """Centred moving average over ``window`` samples (the ends repeat the edge values)."""
+    from scipy.ndimage import uniform_filter1d
+
+    return uniform_filter1d(np.asarray(area, float), size=int(window), mode="nearest")
+
+
+def find_root_end(
+    distances_mm: np.ndarray,
+    area_mm2: np.ndarray,
+    window: int = WINDOW,
+    min_prominence: float = MIN_PROMINENCE,
+    flat_tolerance: float = FLAT_TOLERANCE,
+) -> tuple[int, float]:
+    """The root's end on an area curve: the first local minimum after the first local maximum.
+
+    Detection runs on the moving average (:func:`smooth_area`); extrema below ``min_prominence``
+    times the largest smoothed area are noise, and a flat extremum resolves to its middle (rounded
+    down; ``scipy.signal.find_peaks``). The end is then localised on the raw curve: from the
+    maximum to the smoothed minimum plus half a window, the first sample within ``flat_tolerance``
+    of the lowest raw area, refined by linear interpolation between it and the sample before.
+
+    Parameters
+    ----------
+    distances_mm : (K,) ndarray
+        Equally spaced plane distances from the annulus (mm), increasing.
+    area_mm2 : (K,) ndarray
+        Raw cross-section areas (mm²).
+
+    Returns
+    -------
+    peak_index : int
+        Index of the first maximum of the smoothed curve.
+    end_mm : float
+        Distance of the root's end from the annulus plane (mm).
+
+    Raises
+    ------
+    RuleNotApplicable
+        ``no_area_maximum`` or ``no_area_minimum``.
+    """
+    from scipy.signal import find_peaks
+
+    distances_mm = np.asarray(distances_mm, float)
+    area = np.asarray(area_mm2, float)
+    step = float(distances_mm[1] - distances_mm[0])
+    smooth = smooth_area(area, window)
+    prominence = max(min_prominence * float(smooth.max()), 1e-9)
+    peaks, _ = find_peaks(smooth, prominence=prominence)
+    if peaks.size == 0:
+        raise RuleNotApplicable("no_area_maximum", f"the smoothed area curve has no local maximum within {distances_mm[-1]:g} mm of the annulus")
+    peak = int(peaks[0])
+    valleys, _ = find_peaks(-smooth, prominence=prominence)
+    valleys = valleys[valleys > peak]
+    if valleys.size == 0:
+        exc = RuleNotApplicable(
+            "no_area_minimum",
+            f"the smoothed area curve has no local minimum after its maximum at {distances_mm[peak]:.1f} mm (within {distances_mm[-1]:g} mm of the annulus)",
+        )
+        exc.peak_index = peak
+        raise exc
+    stop = min(int(valleys[0]) + int(window) // 2 + 1, len(area))
+    segment = area[peak:stop]
+    level = segment.min() * (1.0 + flat_tolerance)
+    end_index = peak + int(np.flatnonzero(segment <= level)[0])
+    end = float(distances_mm[end_index])
+    if end_index > peak and area[end_index - 1] > area[end_index]:
+        # Sub-step: where the raw curve, linearly interpolated, reaches the bottom level.
+        frac = (area[end_index - 1] - level) / (area[end_index - 1] - area[end_index])
+        end = float(distances_mm[end_index - 1] + np.clip(frac, 0.0, 1.0) * step)
+    return peak, end
+
+
 def _interface_offset(aorta, annulus_idx, spacing, centre, normal, annulus_mm) -> float:
     """Half the mean distance along ``normal`` from the annulus plane to the aorta's contact layer."""
     lo = annulus_idx.min(axis=0)
@@ -341,8 +414,6 @@ def _interface_offset(aorta, annulus_idx, spacing, centre, normal, annulus_mm) -
 def _root_cropped(aorta, annulus_idx, spacing, step_mm, window, max_distance_mm, min_prominence, flat_tolerance, annulus_mm):
     """Core of :func:`derive_aortic_root`; the root is returned as ``(box, sub)``."""
     import cc3d
-    from scipy.ndimage import uniform_filter1d
-    from scipy.signal import find_peaks
 
     spacing = np.asarray(spacing, float)
     step = float(step_mm) if step_mm else float(min(spacing[1:]))
@@ -421,7 +492,6 @@ def _root_cropped(aorta, annulus_idx, spacing, step_mm, window, max_distance_mm,
     voxel_volume = float(np.prod(spacing))
     counts = np.searchsorted(s_kept, distances + slab / 2) - np.searchsorted(s_kept, distances - slab / 2)
     area = counts * voxel_volume / slab
-    smooth = uniform_filter1d(area.astype(float), size=int(window), mode="nearest")
     details = RootDetails(
         plane_point_mm=centre,
         plane_normal=normal,
@@ -432,34 +502,16 @@ def _root_cropped(aorta, annulus_idx, spacing, step_mm, window, max_distance_mm,
         window=int(window),
         distances_mm=distances,
         area_mm2=area,
-        area_smooth_mm2=smooth,
+        area_smooth_mm2=smooth_area(area, window),
     )
-
-    prominence = max(min_prominence * float(smooth.max()), 1e-9)
-    peaks, _ = find_peaks(smooth, prominence=prominence)
-    if peaks.size == 0:
-        raise RuleNotApplicable("no_area_maximum", f"the smoothed area curve has no local maximum within {max_distance_mm:g} mm of the annulus", details)
-    peak = int(peaks[0])
+    try:
+        peak, end = find_root_end(distances, area, window, min_prominence, flat_tolerance)
+    except RuleNotApplicable as exc:
+        exc.details = details
+        if getattr(exc, "peak_index", None) is not None:
+            details.peak_distance_mm = float(distances[exc.peak_index])
+        raise
     details.peak_distance_mm = float(distances[peak])
-    valleys, _ = find_peaks(-smooth, prominence=prominence)
-    valleys = valleys[valleys > peak]
-    if valleys.size == 0:
-        raise RuleNotApplicable(
-            "no_area_minimum",
-            f"the smoothed area curve has no local minimum after its maximum at {distances[peak]:.1f} mm (within {max_distance_mm:g} mm of the annulus)",
-            details,
-        )
-    valley = int(valleys[0])
-    # Localise on the raw curve (see the docstring): first raw sample near the bottom.
-    stop = min(valley + int(window) // 2 + 1, n_steps)
-    segment = area[peak:stop]
-    level = segment.min() * (1.0 + flat_tolerance)
-    end_index = peak + int(np.flatnonzero(segment <= level)[0])
-    end = float(distances[end_index])
-    if end_index > peak and area[end_index - 1] > area[end_index]:
-        # Sub-step: where the raw curve, linearly interpolated, reaches the bottom level.
-        frac = (area[end_index - 1] - level) / (area[end_index - 1] - area[end_index])
-        end = float(distances[end_index - 1] + np.clip(frac, 0.0, 1.0) * step)
     details.end_distance_mm = end
 
     in_root = keep & (s <= end + _EPS_MM)

@@ -12,6 +12,7 @@ from nnunet_tavr.label_derivation import (
     derive_aortic_root,
     derive_tavr_labels,
     derive_valve,
+    find_root_end,
     fit_plane,
 )
 from nnunet_tavr.labels import LABELS, PAINT_ORDER
@@ -140,6 +141,36 @@ def test_fit_plane_refuses_degenerate_input():
         fit_plane(np.zeros((2, 3)))
     with pytest.raises(RuleNotApplicable, match="collinear"):
         fit_plane(np.outer(np.arange(10.0), [1.0, 2.0, 3.0]))
+
+
+# ----------------------------------------------------------------------------------------------
+# the area curve: first minimum after the first maximum
+
+
+def test_curve_end_on_a_clean_curve_and_with_a_flat_bottom():
+    d = np.arange(40) * 1.5
+    area = 500 + 300 * np.exp(-(((d - 12) / 6) ** 2)) + np.where(d > 24, 4.0 * (d - 24), 0.0)
+    peak, end = find_root_end(d, area)
+    assert d[peak] == pytest.approx(12.0, abs=1.5)
+    # The bulge has decayed to within 0.5 % of the bottom by ~24 mm, where the widening starts.
+    assert 20.0 <= end <= 25.5
+    # A flat bottom (a plateau) resolves to where it starts, deterministically.
+    flat = area.copy()
+    flat[(d >= 22.5) & (d <= 33)] = flat[d >= 22.5].min()
+    _, end_flat = find_root_end(d, flat)
+    assert end_flat <= 24.0
+    assert find_root_end(d, flat) == find_root_end(d, flat.copy())
+
+
+def test_curve_noise_below_the_prominence_is_ignored():
+    d = np.arange(50) * 1.5
+    base = 500 + 300 * np.exp(-(((d - 12) / 6) ** 2)) + np.where(d > 30, 6.0 * (d - 30), 0.0)
+    wiggle = 3.0 * np.sin(d * 2.1)  # +-3 mm² ripple: under 1 % of the peak
+    peak, end = find_root_end(d, base + wiggle)
+    peak0, end0 = find_root_end(d, base)
+    assert abs(d[peak] - d[peak0]) <= 1.5 and abs(end - end0) <= 3.0
+    with pytest.raises(RuleNotApplicable, match="no_area_maximum"):
+        find_root_end(d, 500 + wiggle)  # only ripple: no real maximum
 
 
 # ----------------------------------------------------------------------------------------------

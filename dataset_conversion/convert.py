@@ -191,22 +191,23 @@ def classify_input_error(message: str) -> str:
     return "input_error"
 
 
-def _derive(source: CaseSource, derive_kwargs: dict):
-    """Load a case with the label-derivation loader and derive its TAVR label map.
-
-    Returns ``(ct_path, ct_geometry, labels, result_dict, excluded_reason, excluded_detail)``; bad
-    input raises :class:`InputError`.
-    """
-    from nnunet_tavr.label_derivation import derive_tavr_labels
-    from nnunet_tavr.label_derivation.subject import load_subject
-
+def _load(source: CaseSource):
+    """The case's coarse masks and CT path, through the label-derivation loader (raises InputError)."""
     from nnunet_tavr.dataset_conversion.layouts import multilabel_files
+    from nnunet_tavr.label_derivation.subject import load_subject
 
     subject = load_subject(source.path, case=source.case_id, multilabel=multilabel_files(source.path))
     if subject.ct_path is None:
-        raise InputError(f"case {source.case_id}: no CT in {source.path} (expected ct.nii.gz, .nii, .nrrd or .mha)")
-    labels, result = derive_tavr_labels(subject.masks, subject.geometry.spacing, case=source.case_id, **derive_kwargs)
-    return subject.ct_path, subject.geometry, labels, result.to_dict(), result.excluded_code, result.excluded_reason
+        raise InputError(f"case {source.case_id}: CT missing in {source.path} (expected ct.nii.gz, .nii, .nrrd or .mha)")
+    return subject
+
+
+def _derive(subject, case: str, derive_kwargs: dict):
+    """``(labels or None, result record dict, exclusion code or None, exclusion message or None)``."""
+    from nnunet_tavr.label_derivation import derive_tavr_labels
+
+    labels, result = derive_tavr_labels(subject.masks, subject.geometry.spacing, case=case, **derive_kwargs)
+    return labels, result.to_dict(), result.excluded_code, result.excluded_reason
 
 
 def _remove_stale(folder: Path, case: str) -> None:
@@ -289,10 +290,18 @@ def convert_case(source: CaseSource, folder: str | os.PathLike, options: Convers
         "outputs": {},
         "derivation": None,
     }
+    timing: dict[str, float] = {}  # seconds: reading masks, deriving, writing image + label
     try:
         if source.problem:
             raise InputError(source.problem)
-        ct_path, geometry, labels, derivation, code, detail = _derive(source, options.derive_kwargs)
+        tick = time.perf_counter()
+        subject = _load(source)
+        ct_path, geometry = subject.ct_path, subject.geometry
+        timing["read"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        labels, derivation, code, detail = _derive(subject, case, options.derive_kwargs)
+        del subject  # the coarse masks: free them before writing
+        timing["derive"] = time.perf_counter() - tick
         record["derivation"] = derivation
         root = (derivation or {}).get("root") or {}
         record["root_end_mm"] = root.get("end_distance_mm", (derivation or {}).get("root_end_mm"))
@@ -309,20 +318,24 @@ def convert_case(source: CaseSource, folder: str | os.PathLike, options: Convers
         if code is not None:
             record.update(reason=code, detail=detail)
         else:
+            tick = time.perf_counter()
             image, label = _image_path(folder, case, False), _label_path(folder, case, False)
             _copy_image(Path(ct_path), image, case)
             write_array(labels, geometry, label)
+            timing["write"] = time.perf_counter() - tick
             record.update(kept=True, status="kept", outputs={"image": image.stat().st_size, "label": label.stat().st_size})
         if qc and derivation:
             record["qc"] = _write_case_qc(folder, case, ct_path, geometry, labels, derivation)
     except InputError as exc:
-        record.update(reason=classify_input_error(str(exc)), detail=str(exc))
+        missing_mask = type(exc).__name__ == "MissingMaskError"  # label_derivation.subject's
+        record.update(reason="missing_mask" if missing_mask else classify_input_error(str(exc)), detail=str(exc))
     except Exception as exc:  # a bug or resource problem: excluded now, retried by the next run
         record.update(status="failed", reason="error", detail=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=8))
     if not record["kept"]:
         for path in _outputs(folder, case):  # e.g. an image written before the label failed
             path.unlink(missing_ok=True)
     record["seconds"] = round(time.perf_counter() - t0, 3)
+    record["timing"] = {k: round(v, 3) for k, v in timing.items()}
     write_json(record, _record_path(folder, case))
     return record
 

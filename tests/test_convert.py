@@ -327,3 +327,30 @@ def test_dataset_script_and_cli_errors(converted, totalseg, capsys):
     assert cli_main(["convert", "-d", "301"]) == 2
     assert cli_main(["convert", str(totalseg), "-d", "301", "--raw", str(raw), "--seed", "7", "--quiet"]) == 1
     assert "different settings" in capsys.readouterr().err
+
+
+def test_generic_layout_with_multilabel_files(tmp_path):
+    """Own CTs: a folder of TotalSegmentator masks, multilabel ``--ml`` files, and a case without LV."""
+    from nnunet_tavr.io import write_array
+    from nnunet_tavr.label_derivation.subject import MULTILABEL_TASKS
+    from nnunet_tavr.phantom import make_subject, write_subject
+
+    src = tmp_path / "own"
+    write_subject(make_subject(11, shape=SHAPE, spacing=SPACING), src / "patient_a")  # ct + segmentations/
+    ph = make_subject(12, shape=SHAPE, spacing=SPACING)
+    write_array(ph.ct, ph.geometry, src / "patient_b" / "ct.nii.gz")
+    ml = np.zeros(SHAPE, np.uint8)
+    task = MULTILABEL_TASKS["total_v1"]
+    for ours, theirs in (("aorta", "aorta"), ("left_ventricle", "heart_ventricle_left"), ("iliac_artery_left", "iliac_artery_left"), ("iliac_artery_right", "iliac_artery_right")):
+        ml[ph.masks[theirs]] = task[ours]
+    write_array(ml, ph.geometry, src / "patient_b" / "total_v1.nii.gz")
+    ph = make_subject(13, shape=SHAPE, spacing=SPACING)
+    write_subject(ph, src / "patient_c")
+    (src / "patient_c" / "segmentations" / "heart_ventricle_left.nii.gz").unlink()  # v2 'total' has no LV
+
+    summary = convert_dataset(src, ConversionOptions(303, "Own", derive_kwargs=DERIVE), raw=tmp_path / "raw", progress=False)
+    assert summary.kept == ["patient_a", "patient_b"]
+    assert summary.dropped == {"missing_mask": ["patient_c"]}
+    detail = read_manifest(summary.folder).set_index("case").loc["patient_c", "detail"]
+    assert "heartchambers_highres" in detail  # says how to get a left ventricle
+    assert (summary.folder / "dataset.json").is_file()

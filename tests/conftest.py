@@ -77,27 +77,26 @@ def nnunet_env(root: Path) -> dict:
 
 
 def _build_raw_dataset(tree: NnunetTree) -> None:
-    """Phantoms with their by-construction labels, written as an nnU-Net raw dataset.
+    """Phantoms in the TotalSegmentator layout -> ``nnunet-tavr convert`` -> nnU-Net raw dataset.
 
-    (Interim: replaced by ``nnunet-tavr convert`` on the TotalSegmentator layout once it lands.)
+    The rule distances are the paper's voxel counts (3 and 1 voxels) on the 3 mm phantom grid.
     """
-    from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
+    from nnunet_tavr.phantom import write_dataset
 
-    from nnunet_tavr.io import write_array
-    from nnunet_tavr.labels import LABELS
-    from nnunet_tavr.phantom import make_subject, subject_id
-
-    folder = tree.raw / DATASET_NAME
-    for i in range(NUM_CASES):
-        ph = make_subject(i, shape=PHANTOM_SHAPE, spacing=PHANTOM_SPACING)
-        write_array(ph.ct, ph.geometry, folder / "imagesTr" / f"{subject_id(i)}_0000.nii.gz")
-        write_array(ph.labels, ph.geometry, folder / "labelsTr" / f"{subject_id(i)}.nii.gz")
-    generate_dataset_json(str(folder), {0: "CT"}, dict(LABELS), NUM_CASES, ".nii.gz", dataset_name=DATASET_NAME)
+    write_dataset(tree.phantoms, NUM_CASES, seed=0, shape=PHANTOM_SHAPE, spacing=PHANTOM_SPACING, progress=False)
+    tree.run(
+        "nnunet-tavr", "convert", str(tree.phantoms), "-d", str(DATASET_ID), "-n", "TAVR", "--quiet",
+        "--valve-mm", str(3 * PHANTOM_SPACING), "--annulus-mm", str(PHANTOM_SPACING),
+    )
 
 
 @pytest.fixture(scope="session")
 def tavr_nnunet(tmp_path_factory) -> NnunetTree:
-    """A converted, planned and preprocessed phantom dataset with the tiny plans ``nnUNetTinyPlans``."""
+    """A converted, planned and preprocessed phantom dataset with the tiny plans ``nnUNetTinyPlans``.
+
+    Its ``splits_final.json`` (folds 0-4 over train+val, fold 5 = the paper's split) is installed in
+    ``$nnUNet_preprocessed``; test cases are in ``imagesTs``/``labelsTs``.
+    """
     from nnunet_tavr.tiny_plans import write_tiny_plans
 
     root = tmp_path_factory.mktemp("nnunet")
@@ -111,4 +110,5 @@ def tavr_nnunet(tmp_path_factory) -> NnunetTree:
         "-np", "1", "-npfp", "1", "--verify_dataset_integrity", env=planning_env,
     )
     write_tiny_plans(tree.preprocessed / DATASET_NAME)
+    tree.run("nnunet-tavr", "convert", "-d", str(DATASET_ID), "-n", "TAVR", "--install-splits")
     return tree

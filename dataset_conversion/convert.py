@@ -148,18 +148,18 @@ def prepare_dataset_folder(raw_root: Path, options: ConversionOptions, config: d
                 f"dataset id {options.dataset_id} is already used by {', '.join(map(str, others))}; "
                 "choose another -d or pass --overwrite to replace it"
             )
-        if folder.is_dir() and any(folder.iterdir()):
-            if not state.is_file():
-                raise ConversionRefused(f"{folder} exists and was not made by 'nnunet-tavr convert'; pass --overwrite to replace it")
-            previous = json.loads(state.read_text())
-            if previous != config:
-                changed = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
-                raise ConversionRefused(
-                    f"{folder} was converted with different settings ({', '.join(f'{k}: {previous.get(k)!r} -> {config.get(k)!r}' for k in changed)}); "
-                    "pass --overwrite to rebuild it"
-                )
+        # A folder holding only conversion/ is one a parallel shard is just creating.
+        if folder.is_dir() and not state.is_file() and any(p.name != "conversion" for p in folder.iterdir()):
+            raise ConversionRefused(f"{folder} exists and was not made by 'nnunet-tavr convert'; pass --overwrite to replace it")
     if not state.is_file():
-        write_json(config, state)
+        write_json(config, state)  # shards starting together write the same content
+    previous = json.loads(state.read_text())
+    if previous != config:
+        changed = sorted(k for k in set(previous) | set(config) if previous.get(k) != config.get(k))
+        raise ConversionRefused(
+            f"{folder} was converted with different settings ({', '.join(f'{k}: {previous.get(k)!r} -> {config.get(k)!r}' for k in changed)}); "
+            "pass --overwrite to rebuild it"
+        )
     return folder
 
 
@@ -182,6 +182,8 @@ def input_fingerprint(source: CaseSource) -> dict[str, list[int]]:
 def classify_input_error(message: str) -> str:
     """Short reason code of an :class:`InputError` message (for the manifest and the summary)."""
     text = message.lower()
+    if "invalid case id" in text:
+        return "invalid_case_id"
     if "not found" in text or "missing" in text or "no such file" in text:
         return "missing_file"
     if "cannot read" in text or "unreadable" in text or "corrupt" in text:
@@ -550,7 +552,13 @@ def finalize(folder: Path, case_ids: list[str], options: ConversionOptions) -> d
     if len(kept) < 2:
         _write_manifest(folder, records, {})
         raise ConversionRefused(f"only {len(kept)} case(s) kept in {folder}: too few for a dataset (see manifest.csv)")
+    previous_test = _previous_test_set(folder)
     splits = write_splits(folder, kept, options.seed)
+    if previous_test is not None and previous_test != set(splits["test"]):
+        # The split depends on the set of kept cases: a case that is now kept (fixed input, a new
+        # subject) reshuffles it. Models trained on the old split have seen today's test cases.
+        print(f"warning: the test set of {folder.name} changed ({len(previous_test ^ set(splits['test']))} case(s) moved) "
+              "because the set of kept cases changed; retrain models made with the previous split", file=sys.stderr)
     test = set(splits["test"])
     split_of = {c: k for k in ("train", "val", "test") for c in splits[k]}
 
@@ -573,6 +581,13 @@ def finalize(folder: Path, case_ids: list[str], options: ConversionOptions) -> d
     _write_manifest(folder, records, split_of)
     _write_area_curve(folder, records)
     return splits
+
+
+def _previous_test_set(folder: Path) -> set[str] | None:
+    try:
+        return set(json.loads((folder / "tavr_splits.json").read_text())["test"])
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _write_dataset_json(folder: Path, options: ConversionOptions, num_training: int, num_test: int) -> None:

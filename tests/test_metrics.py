@@ -10,9 +10,17 @@ from nnunet_tavr.evaluation.metrics import (
     case_metrics,
     classes_from_labels,
     image_diagonal_mm,
-    surface,
+    label_indices,
     surface_distances,
+    surface_points,
 )
+
+
+def surface(mask):
+    """Independent reference: voxels removed by a face-connected erosion (outside = background)."""
+    from scipy.ndimage import binary_erosion, generate_binary_structure
+
+    return mask & ~binary_erosion(mask, generate_binary_structure(mask.ndim, 1), border_value=0)
 
 
 def _cube(shape, start, size, value=1):
@@ -99,6 +107,36 @@ def test_distances_match_brute_force_on_random_blobs():
     assd, hd95 = surface_distances(ref, pred, spacing)
     assert assd == pytest.approx(expected_assd, rel=1e-5)
     assert hd95 == pytest.approx(expected_hd95, rel=1e-5)
+
+
+def test_surface_points_match_erosion_surface():
+    from scipy.ndimage import gaussian_filter
+
+    mask = gaussian_filter(np.random.default_rng(1).random((9, 13, 11)), 1.5) > 0.5
+    mask[0, :3, :3] = True  # touching the image border
+    points = surface_points(np.flatnonzero(mask), mask.shape)
+    assert sorted(map(tuple, points)) == sorted(map(tuple, np.argwhere(surface(mask))))
+
+
+def test_label_indices_groups_every_label():
+    a = np.array([[0, 3, 1], [1, 0, 3]], np.uint8)
+    groups = label_indices(a)
+    assert set(groups) == {1, 3}
+    assert groups[1].tolist() == [2, 3] and groups[3].tolist() == [1, 5]
+
+
+def test_far_island_counts_in_distances():
+    # A one-voxel false island 40 voxels (40 mm) away: 1 of the prediction's surface voxels is 40 mm
+    # off; HD95 ignores it (well under 5% of the surface), ASSD includes it.
+    ref = _cube((60, 12, 12), (2, 2, 2), 6)
+    pred = ref.copy()
+    pred[48, 5, 5] = 1
+    (rec,) = case_metrics(ref, pred, [SegClass("c", (1,))], (1.0, 1.0, 1.0))
+    n_surface = 152
+    assert rec["HD95"] == 0.0
+    d = 48 - 7  # from the island to the top face of the cube at z = 7
+    assert rec["ASSD"] == pytest.approx(d / (2 * n_surface + 1))
+    assert rec["Dice"] == pytest.approx(2 * 216 / (216 + 217))
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")

@@ -117,7 +117,10 @@ def cross_section(mask: np.ndarray, spacing, grid: PlaneGrid, origin_index=(0, 0
     ii, jj = np.nonzero(region)
     area = ii.size * grid.pixel**2
     centroid = grid.to_mm(np.array([ii.mean(), jj.mean()]))
-    dmin, dmax, _ = calliper_diameters(np.stack([ii, jj], 1) * grid.pixel, half_pixel=grid.pixel / 2)
+    # Only boundary pixels can be hull vertices: keeps the convex hull cheap for large sections.
+    edge = region & ~ndimage.binary_erosion(region)
+    bi, bj = np.nonzero(edge)
+    dmin, dmax, _ = calliper_diameters(np.stack([bi, bj], 1) * grid.pixel, half_pixel=grid.pixel / 2)
     border = bool(region[0].any() or region[-1].any() or region[:, 0].any() or region[:, -1].any())
     return CrossSection(grid, region, float(area), centroid, float(2 * np.sqrt(area / np.pi)), dmin, dmax, border)
 

@@ -75,7 +75,8 @@ def track(mask: np.ndarray, spacing, start_mm, direction, length_mm: float, orig
     arc, half, stop = 0.0, 25.0, ""
     window = max(3, int(round(DIRECTION_WINDOW_MM / step_mm)))
     while arc < length_mm:
-        section, half = _section(mask, spacing, point + step_mm * d, d, half, pixel_mm, origin_index)
+        # Pass 1 needs only centroids: a coarse raster (2 x pixel) is enough and twice as fast.
+        section, half = _section(mask, spacing, point + step_mm * d, d, half, 2 * pixel_mm, origin_index)
         if section is None:
             stop = f"lumen ends {arc + step_mm:.0f} mm along the centreline"
             break
@@ -223,7 +224,8 @@ def measure_root(labels: np.ndarray, spacing, plane: dict, height_mm: float = 40
         reason = "no valve, aortic root or aorta voxels above the annulus"
         return Section.absent("aortic_root", reason), Section.absent("ascending_aorta", reason)
     lumen = lumen.astype(np.float32)
-    pixel = float(min(0.4, spacing.min() / 2))
+    # 0.4 mm pixels: the area of a >= 20 mm lumen is then resolved to well under 1 %, whatever the voxel size.
+    pixel = 0.4
     length = max(height_mm + 5.0, 50.0)
     profile, stop = track(lumen, spacing, centre, normal, length, lo, step_mm, pixel)
     arc, dia = profile["arc_mm"], profile["diameter_mm"]

@@ -12,20 +12,26 @@ from nnunet_tavr.measurement.record import MeasurementRecord, Section
 from nnunet_tavr.measurement.root import measure_root
 
 
-def label_volumes(labels: np.ndarray, spacing) -> Section:
-    """Volume of every foreground label in ml (voxel count x voxel volume); absent labels are missing."""
-    counts = np.bincount(labels.ravel(), minlength=max(LABELS.values()) + 1)
+def label_volumes(labels: np.ndarray, spacing, boxes=None) -> Section:
+    """Volume of every foreground label in ml (voxel count x voxel volume); absent labels are missing.
+
+    Voxels are counted inside each label's bounding box (``boxes`` from
+    ``scipy.ndimage.find_objects``): several times faster than a full-volume ``bincount``.
+    """
+    boxes = ndimage.find_objects(labels) if boxes is None else boxes
     voxel_ml = float(np.prod(np.asarray(spacing, float))) / 1000.0
     section = Section("volumes")
     for name in FOREGROUND:
-        n = int(counts[LABELS[name]])
+        value = LABELS[name]
+        box = boxes[value - 1] if len(boxes) >= value else None
+        n = 0 if box is None else int(np.count_nonzero(labels[box] == value))
         if n:
-            section.add(name, n * voxel_ml, "ml", f"{n} voxels of label {LABELS[name]} x {voxel_ml * 1000:.4g} mm3")
+            section.add(name, n * voxel_ml, "ml", f"{n} voxels of label {value} x {voxel_ml * 1000:.4g} mm3")
         else:
-            section.add_missing(name, f"label {LABELS[name]} absent (0 voxels)")
-    extra = np.flatnonzero(counts[max(LABELS.values()) + 1 :])
-    if extra.size:
-        section.notes.append(f"label values outside the TAVR map present: {(extra + max(LABELS.values()) + 1).tolist()}")
+            section.add_missing(name, f"label {value} absent (0 voxels)")
+    extra = [v + 1 for v in range(max(LABELS.values()), len(boxes)) if boxes[v] is not None]
+    if extra:
+        section.notes.append(f"label values outside the TAVR map present: {extra[:10]}")
     return section
 
 
@@ -77,5 +83,5 @@ def measure_tavr(labels: np.ndarray, spacing, case: str = "case", ascending_heig
         record.add(ascending)
     for name in ("iliac_artery_left", "iliac_artery_right"):
         record.add(measure_iliac(labels, spacing, name, boxes))
-    record.add(label_volumes(labels, spacing))
+    record.add(label_volumes(labels, spacing, boxes))
     return record

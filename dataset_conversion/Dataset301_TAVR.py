@@ -20,11 +20,11 @@ def run(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.configure_parser(parser)
+    for action in parser._actions:  # -d is optional here: this script is dataset 301
+        if action.dest == "dataset_id":
+            action.required = False
     parser.set_defaults(dataset_id=DATASET_ID, name=DATASET_NAME)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "-d" not in argv and "--dataset-id" not in argv:
-        argv += ["-d", str(DATASET_ID)]
-    return cli.main(parser.parse_args(argv))
+    return cli.main(parser.parse_args(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

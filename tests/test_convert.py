@@ -348,8 +348,10 @@ def test_generic_layout_with_multilabel_files(tmp_path):
     write_subject(ph, src / "patient_c")
     (src / "patient_c" / "segmentations" / "heart_ventricle_left.nii.gz").unlink()  # v2 'total' has no LV
 
-    summary = convert_dataset(src, ConversionOptions(303, "Own", derive_kwargs=DERIVE), raw=tmp_path / "raw", progress=False)
+    summary = convert_dataset(src, ConversionOptions(303, "Own", derive_kwargs=DERIVE), raw=tmp_path / "raw", qc=True, progress=False)
     assert summary.kept == ["patient_a", "patient_b"]
+    # --qc: a figure per case that reached the derivation, and the dataset curve
+    assert sorted(p.name for p in (summary.folder / "qc").iterdir()) == ["area_curve.png", "patient_a.png", "patient_b.png"]
     assert summary.dropped == {"missing_mask": ["patient_c"]}
     detail = read_manifest(summary.folder).set_index("case").loc["patient_c", "detail"]
     assert "heartchambers_highres" in detail  # says how to get a left ventricle

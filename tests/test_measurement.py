@@ -183,11 +183,15 @@ def test_tiny_annulus_and_short_ascending_are_missing(iso_labels):
     assert record["aortic_root"].ok
 
 
-def test_chestless_scan_has_no_annulus_but_measures_iliacs():
+def test_chestless_scan_has_no_annulus_but_measures_iliacs(tmp_path):
+    from nnunet_tavr.measurement.figure import plot_record
+
     p = make_subject(5, shape=(100, 80, 80), spacing=3.0, heart=False)
     record = measure_tavr(p.labels, p.spacing)
     _assert_missing(record["annulus"], "no annulus voxels")
     assert record["iliac_artery_left"].ok and record["iliac_artery_right"].ok
+    png = plot_record(record, p.labels, tmp_path / "chestless.png")  # the figure copes with gaps
+    assert png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_split_iliac_measures_the_largest_piece_and_says_so(iso_labels):

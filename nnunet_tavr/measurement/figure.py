@@ -49,8 +49,8 @@ def _annulus_panel(ax, record: MeasurementRecord, labels, ct, spacing) -> None:
         img = sample(np.asarray(ct, np.float32), spacing, grid.points(), order=1, cval=-1024)
         ax.imshow(img, cmap="gray", vmin=-200, vmax=600, extent=extent)
     else:
-        # Just above the interface, so the aortic side (valve / root) shows.
-        img = sample(labels, spacing, grid.points(0.5 * max(spacing)), order=0)
+        # One voxel above the interface, so the aortic side (valve / root) shows.
+        img = sample(labels, spacing, grid.points(max(spacing)), order=0)
         cmap = ListedColormap(["black"] + [COLOURS[name] for name in FOREGROUND])
         ax.imshow(img, cmap=cmap, vmin=0, vmax=len(FOREGROUND), extent=extent, interpolation="nearest")
     closed = np.vstack([contour, contour[:1]])

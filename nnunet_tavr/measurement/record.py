@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from nnunet_tavr import __version__
+
 #: JSON format tag, bumped when the layout of ``measurements.json`` changes.
 FORMAT = "nnunet-tavr-measurements/1"
 
@@ -112,6 +114,7 @@ class MeasurementRecord:
     def to_json(self) -> dict:
         return {
             "format": FORMAT,
+            "software": f"nnunet-tavr {__version__}",
             "case": self.case,
             "frame": "(z, y, x) mm = array index * spacing (SimpleITK array order)",
             "shape": list(self.shape),

@@ -321,3 +321,16 @@ def test_root_tracking_planes_stay_perpendicular_in_a_curved_tube():
     assert np.abs(profile["diameter_mm"][inner] - 24.0).max() <= 0.6
     radial = np.linalg.norm((profile["points_mm"] - c)[:, :2], axis=1)
     assert np.abs(radial - 50.0).max() <= 1.0
+
+
+def test_stray_annulus_island_is_ignored_and_reported(iso_labels):
+    labels, spacing = iso_labels
+    ref, _ = measure_annulus(labels, spacing)
+    noisy = labels.copy()
+    centre = np.round(np.asarray(ref["centre"]) / spacing).astype(int)
+    z = centre[0] - 30  # a false-positive blob 45 mm below the annulus, inside the ventricle region
+    noisy[z : z + 3, centre[1] : centre[1] + 4, centre[2] : centre[2] + 4] = LABELS["annulus"]
+    got, _ = measure_annulus(noisy, spacing)
+    assert any("stray cluster" in note for note in got.notes)
+    for key in ("area", "min_diameter", "max_diameter"):
+        assert got[key] == pytest.approx(ref[key], rel=1e-6), key

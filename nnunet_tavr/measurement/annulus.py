@@ -31,6 +31,15 @@ AORTIC_SIDE = (LABELS["valve"], LABELS["aortic_root"], LABELS["aorta"])
 
 #: Fewer annulus voxels than this cannot define a plane and a contour.
 MIN_VOXELS = 20
+#: Annulus patches closer than this (mm) belong to the same annulus.
+GAP_MM = 6.0
+
+
+def _ball(radius_mm: float, spacing) -> np.ndarray:
+    """Ellipsoidal structuring element of ``radius_mm`` on a grid of ``spacing`` (at least 3 voxels wide)."""
+    r = np.maximum(np.floor(radius_mm / np.asarray(spacing, float)).astype(int), 1)
+    zz, yy, xx = np.ogrid[-r[0] : r[0] + 1, -r[1] : r[1] + 1, -r[2] : r[2] + 1]
+    return (zz * spacing[0]) ** 2 + (yy * spacing[1]) ** 2 + (xx * spacing[2]) ** 2 <= max(radius_mm, float(np.max(spacing))) ** 2 + 1e-9
 
 
 def fit_plane(points_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -83,12 +92,24 @@ def measure_annulus(labels: np.ndarray, spacing, boxes=None) -> tuple[Section, d
     lo = np.array([max(s.start - m, 0) for s, m in zip(box, margin)])
     hi = np.array([min(s.stop + m, n) for s, m, n in zip(box, margin, labels.shape)])
     crop = labels[tuple(slice(a, b) for a, b in zip(lo, hi))]
-    idx = np.argwhere(crop == value)
+    ann = crop == value
+    # A predicted annulus is patchy and may have stray islands elsewhere: keep the largest cluster,
+    # where patches up to GAP_MM apart count as one (connected after dilation).
+    clusters, n_clusters = ndimage.label(ndimage.binary_dilation(ann, structure=_ball(GAP_MM / 2, spacing)))
+    dropped = 0
+    if n_clusters > 1:
+        sizes = ndimage.sum_labels(ann, clusters, index=np.arange(1, n_clusters + 1))
+        keep = ann & (clusters == int(np.argmax(sizes)) + 1)
+        dropped = int(ann.sum() - keep.sum())
+        ann = keep
+    idx = np.argwhere(ann)
     if len(idx) < MIN_VOXELS:
         return Section.absent("annulus", f"only {len(idx)} annulus voxels (need {MIN_VOXELS}) to fit a plane"), None
     pts = (idx + lo) * spacing
     centre, normal, sv = fit_plane(pts)
     section = Section("annulus")
+    if dropped:
+        section.notes.append(f"{dropped} annulus voxels in {n_clusters - 1} stray cluster(s) more than {GAP_MM:g} mm away were ignored")
 
     # Orientation: the aortic side is on the positive side of the plane.
     aortic = np.argwhere(np.isin(crop, AORTIC_SIDE))

@@ -66,7 +66,11 @@ class Geometry:
 
 
 def read_image(path: str | os.PathLike, case: str | None = None):
-    """Read an image with SimpleITK; any failure becomes an :class:`InputError` naming the file."""
+    """Read an image with SimpleITK; any failure becomes an :class:`InputError` naming the file.
+
+    A truncated ``.nii.gz`` is an error too: SimpleITK would silently fill the missing voxels with
+    zeros (see :func:`nifti_gz_is_complete`).
+    """
     import SimpleITK as sitk
 
     path = Path(path)
@@ -74,10 +78,59 @@ def read_image(path: str | os.PathLike, case: str | None = None):
     if not path.is_file():
         raise InputError(f"{where}file not found: {path}")
     try:
-        return sitk.ReadImage(str(path))
+        image = sitk.ReadImage(str(path))
     except Exception as exc:  # SimpleITK raises RuntimeError with a long C++ trace
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{where}cannot read {path}: {first}") from exc
+    if path.name.endswith(".nii.gz") and not nifti_gz_is_complete(path):
+        raise InputError(f"{where}cannot read {path}: the gzip stream is truncated (incomplete download or copy?)")
+    return image
+
+
+def nifti_gz_is_complete(path: str | os.PathLike) -> bool:
+    """Whether a ``.nii.gz`` file holds its whole voxel data.
+
+    Fast path: the gzip trailer stores the uncompressed size (mod 2**32), which must equal the
+    NIfTI header's ``vox_offset`` plus the voxel bytes. Only when they differ (a truncated file, or
+    a legal multi-member gzip) is the stream decompressed to be sure.
+    """
+    import gzip
+    import struct
+    import zlib
+
+    path = Path(path)
+    try:
+        with gzip.open(path, "rb") as f:
+            header = f.read(540)
+        with open(path, "rb") as f:
+            f.seek(-4, os.SEEK_END)
+            isize = struct.unpack("<I", f.read(4))[0]
+    except (OSError, EOFError, zlib.error):
+        return False
+    expected = None
+    for endian in "<>":
+        if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
+            dims = struct.unpack(endian + "8h", header[40:56])
+            bitpix = struct.unpack(endian + "h", header[72:74])[0]
+            offset = struct.unpack(endian + "f", header[108:112])[0]
+            expected = int(offset) + int(np.prod(dims[1 : dims[0] + 1], dtype=np.int64)) * bitpix // 8
+        elif len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
+            bitpix = struct.unpack(endian + "h", header[12:14])[0]
+            dims = struct.unpack(endian + "8q", header[16:80])
+            offset = struct.unpack(endian + "q", header[168:176])[0]
+            expected = int(offset) + int(np.prod(dims[1 : dims[0] + 1], dtype=np.int64)) * bitpix // 8
+        if expected is not None:
+            break
+    if expected is not None and expected % 2**32 == isize:
+        return True
+    try:  # slow path: decompress everything
+        with gzip.open(path, "rb") as f:
+            total = 0
+            while chunk := f.read(1 << 24):
+                total += len(chunk)
+    except (OSError, EOFError, zlib.error):
+        return False
+    return expected is None or total >= expected
 
 
 def read_array(path: str | os.PathLike, case: str | None = None, dtype=None) -> tuple[np.ndarray, Geometry]:

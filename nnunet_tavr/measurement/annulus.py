@@ -9,7 +9,8 @@ left_ventricle) and the aortic side (valve, aortic_root, aorta).  We therefore
 2. cast rays along the plane normal through every pixel of a fine grid in that plane (nearest-
    neighbour samples of the label map, crop-local, mm converted to indices per axis, so oblique
    and anisotropic grids are handled) and keep the pixels whose ray passes from a ventricle-side
-   voxel directly into an aortic-side voxel: the projection of the interface onto the plane;
+   voxel directly into an aortic-side voxel (if they do not touch, as in some predictions,
+   across a gap of at most one voxel): the projection of the interface onto the plane;
 3. smooth that footprint by 0.75 of the largest voxel edge (removes the voxel staircase that would
    inflate the perimeter) and take its 0.5 iso-contour (``skimage.measure.find_contours``).
 
@@ -132,18 +133,33 @@ def measure_annulus(labels: np.ndarray, spacing, boxes=None) -> tuple[Section, d
     pixel = float(min(0.25, spacing.min() / 4))
     grid = PlaneGrid.around(centre, normal, radial.max() + 2 * spacing.max() + 2.0, pixel)
     reach = 2.0 * spacing.max()  # the interface lies within a voxel of the fitted plane
-    offsets = np.arange(-reach, reach + 1e-9, spacing.min() / 4)
+    step = spacing.min() / 4
+    offsets = np.arange(-reach, reach + 1e-9, step)
     samples = np.stack([sample(crop, spacing, grid.points(t), lo, order=0) for t in offsets])
     below = np.isin(samples, VENTRICLE_SIDE)
     above = np.isin(samples, AORTIC_SIDE)
-    crossing = below[:-1] & above[1:]
-    footprint = crossing.any(0)
-    if footprint.sum() * pixel**2 >= 0.25 * len(pts) * np.prod(spacing) / spacing.max():
+    shadow = (samples == value).any(0)  # projection of the annulus label itself
+    direct = below[:-1] & above[1:]
+    crossing, footprint = direct, direct.any(0)
+    how = "interface between ventricle side (labels 2, 5) and aortic side (labels 1, 3, 4)"
+    if footprint.sum() < 0.5 * shadow.sum():
+        # Predictions may leave background between ventricle and aorta: accept an entry into the
+        # aortic side up to one voxel after leaving the ventricle side.  Only as a fallback: where
+        # the two touch, the wider window would also catch the flaring sinus wall just above.
+        m = int(np.ceil(spacing.max() / step)) + 1
+        seen = np.cumsum(below, axis=0, dtype=np.int32)
+        seen = seen - np.concatenate([np.zeros((m,) + seen.shape[1:], np.int32), seen[:-m]])
+        bridged = (seen[:-1] > 0) & above[1:] & ~above[:-1]
+        if bridged.any(0).sum() > footprint.sum():
+            crossing, footprint = bridged, bridged.any(0)
+            how += ", bridged across gaps of up to one voxel"
+            section.notes.append("ventricle and aorta do not touch at the annulus: interface bridged across a gap of up to one voxel (diameters may read up to ~1 mm large)")
+    if footprint.sum() >= 0.25 * shadow.sum() and footprint.any():
         k = np.argmax(crossing, axis=0)  # first crossing along each ray
         interface = float(np.mean(0.5 * (offsets[k] + offsets[k + 1])[footprint]))
-        method = "projection onto the best-fit annulus plane of the interface between ventricle side (labels 2, 5) and aortic side (labels 1, 3, 4)"
+        method = f"projection onto the best-fit annulus plane of the {how}"
     else:
-        footprint = (samples == value).any(0)
+        footprint = shadow
         interface = 0.0
         method = "projection of the annulus label onto its best-fit plane (no ventricle/aorta interface found: about one voxel too large)"
         section.notes.append("no ventricle/aorta interface at the annulus; used the annulus label's own projection")

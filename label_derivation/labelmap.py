@@ -227,7 +227,16 @@ def derive_tavr_labels(
     valve_box, valve = rules._within_cropped(aorta_w, lv_w, spacing, valve_mm)
     if valve_box is None:
         return exclude("no_contact", f"no aorta voxel lies within {valve_mm:g} mm of the left ventricle (no valve)")
-    ann_box, annulus = rules._within_cropped(lv_w, aorta_w, spacing, annulus_mm)
+    if annulus_mm <= valve_mm:
+        # An aorta voxel within annulus_mm of the ventricle is within valve_mm of it: a valve voxel.
+        # So the annulus (ventricle within annulus_mm of the aorta) only needs the valve's surroundings.
+        near = rules._grow(valve_box, rules._margin_voxels(annulus_mm, spacing), lv_w.shape)
+        valve_near = np.zeros(tuple(n.stop - n.start for n in near), bool)
+        valve_near[tuple(slice(v.start - n.start, v.stop - n.start) for v, n in zip(valve_box, near))] = valve
+        ann_box, annulus = rules._within_cropped(lv_w[near], valve_near, spacing, annulus_mm)
+        ann_box = None if ann_box is None else _offset(near, ann_box)
+    else:
+        ann_box, annulus = rules._within_cropped(lv_w, aorta_w, spacing, annulus_mm)
     if ann_box is None:
         hint = ""
         if annulus_mm < min(spacing):

@@ -101,6 +101,10 @@ def _within_cropped(target: np.ndarray, source: np.ndarray, spacing, distance_mm
     core = _intersect(box_t, _grow(box_s, margin, shape))
     if core is None:
         return None, None
+    tight = bounding_box(target[core])  # e.g. only the aortic root inside the ventricle's box
+    if tight is None:
+        return None, None
+    core = tuple(slice(c.start + t.start, c.start + t.stop) for c, t in zip(core, tight))
     # ... and every source voxel that can be within reach of it lies one margin further out.
     outer = _grow(core, margin, shape)
     dist = edt.edt(~source[outer], anisotropy=tuple(float(s) for s in spacing), black_border=False, parallel=1)
@@ -457,6 +461,8 @@ def _root_cropped(aorta, annulus_idx, spacing, step_mm, window, max_distance_mm,
     distances = np.arange(n_steps) * step
 
     in_range = (s >= -step / 2) & (s < distances[-1] + slab / 2 + step)
+    if not in_range.any():
+        raise RuleNotApplicable("aorta_not_at_annulus", "no aorta voxel lies on the aortic side of the annulus plane")
     pts, s, radial2 = pts[in_range], s[in_range], radial2[in_range]
     bins = np.floor(s / step + 0.5).astype(np.int64)  # slab 0 is centred on the annulus plane
 

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from nnunet_tavr.labels import LABELS
-from nnunet_tavr.measurement.planes import PlaneGrid, cross_section, unit
+from nnunet_tavr.measurement.planes import PlaneGrid, cross_section, smooth_polyline, unit
 from nnunet_tavr.measurement.record import Section
 
 SMOOTH_MM = 3.0
@@ -146,7 +146,7 @@ def measure_iliac(labels: np.ndarray, spacing, name: str, boxes=None, end_margin
     if arc[-1] < MIN_LENGTH_MM:
         return Section.absent(name, f"{name} centreline is only {arc[-1]:.1f} mm long (need {MIN_LENGTH_MM:g} mm)")
     sigma = SMOOTH_MM / max(float(np.mean(seg)), 1e-6)
-    pts = ndimage.gaussian_filter1d(pts, sigma, axis=0, mode="nearest")
+    pts = smooth_polyline(pts, sigma)
     seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
     arc = np.concatenate([[0.0], np.cumsum(seg)])
     s = np.arange(0.0, arc[-1] + 1e-9, STEP_MM)

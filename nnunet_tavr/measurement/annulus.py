@@ -108,6 +108,7 @@ def measure_annulus(labels: np.ndarray, spacing, boxes=None) -> tuple[Section, d
         return Section.absent("annulus", f"only {len(idx)} annulus voxels (need {MIN_VOXELS}) to fit a plane"), None
     pts = (idx + lo) * spacing
     centre, normal, sv = fit_plane(pts)
+    plane_how = "least-squares plane through the annulus voxel centres (SVD)"
     section = Section("annulus")
     if dropped:
         section.notes.append(f"{dropped} annulus voxels in {n_clusters - 1} stray cluster(s) more than {GAP_MM:g} mm away were ignored")
@@ -130,30 +131,26 @@ def measure_annulus(labels: np.ndarray, spacing, boxes=None) -> tuple[Section, d
     # Fine grid in the plane, wide enough for the whole annulus.
     rel = pts - centre
     radial = np.sqrt(np.maximum((rel**2).sum(1) - (rel @ normal) ** 2, 0.0))
-    pixel = float(min(0.25, spacing.min() / 4))
-    grid = PlaneGrid.around(centre, normal, radial.max() + 2 * spacing.max() + 2.0, pixel)
-    reach = 2.0 * spacing.max()  # the interface lies within a voxel of the fitted plane
-    step = spacing.min() / 4
-    offsets = np.arange(-reach, reach + 1e-9, step)
-    samples = np.stack([sample(crop, spacing, grid.points(t), lo, order=0) for t in offsets])
-    below = np.isin(samples, VENTRICLE_SIDE)
-    above = np.isin(samples, AORTIC_SIDE)
-    shadow = (samples == value).any(0)  # projection of the annulus label itself
-    direct = below[:-1] & above[1:]
-    crossing, footprint = direct, direct.any(0)
+    half = radial.max() + 2 * spacing.max() + 2.0
+    grid, offsets, crossing, footprint, shadow, bridged = _cast_rays(crop, lo, spacing, centre, normal, half, value)
+    if footprint.sum() >= 0.5 * shadow.sum() and footprint.sum() >= 3:
+        # Refit the plane to the interface points themselves: on thick slices the thin annulus
+        # layer is holey in a grid-aligned pattern that tilts the voxel fit by up to ~10 degrees,
+        # while the interface is sampled densely by the rays.
+        k = np.argmax(crossing, axis=0)
+        t = 0.5 * (offsets[k] + offsets[k + 1])
+        ii, jj = np.nonzero(footprint)
+        surface = grid.to_mm(np.stack([ii, jj], 1)) + t[ii, jj, None] * normal
+        centre2, normal2, _ = fit_plane(surface)
+        normal2 = normal2 if np.dot(normal2, normal) > 0 else -normal2
+        if np.degrees(np.arccos(min(1.0, float(np.dot(normal2, normal))))) < 30.0:
+            centre, normal = centre2, normal2
+            grid, offsets, crossing, footprint, shadow, bridged = _cast_rays(crop, lo, spacing, centre, normal, half, value)
+            plane_how = "least-squares plane through the ventricle/aorta interface under the annulus (SVD; initialised on the annulus voxels)"
     how = "interface between ventricle side (labels 2, 5) and aortic side (labels 1, 3, 4)"
-    if footprint.sum() < 0.5 * shadow.sum():
-        # Predictions may leave background between ventricle and aorta: accept an entry into the
-        # aortic side up to one voxel after leaving the ventricle side.  Only as a fallback: where
-        # the two touch, the wider window would also catch the flaring sinus wall just above.
-        m = int(np.ceil(spacing.max() / step)) + 1
-        seen = np.cumsum(below, axis=0, dtype=np.int32)
-        seen = seen - np.concatenate([np.zeros((m,) + seen.shape[1:], np.int32), seen[:-m]])
-        bridged = (seen[:-1] > 0) & above[1:] & ~above[:-1]
-        if bridged.any(0).sum() > footprint.sum():
-            crossing, footprint = bridged, bridged.any(0)
-            how += ", bridged across gaps of up to one voxel"
-            section.notes.append("ventricle and aorta do not touch at the annulus: interface bridged across a gap of up to one voxel (diameters may read up to ~1 mm large)")
+    if bridged:
+        how += ", bridged across gaps of up to one voxel"
+        section.notes.append("ventricle and aorta do not touch at the annulus: interface bridged across a gap of up to one voxel (diameters may read up to ~1 mm large)")
     if footprint.sum() >= 0.25 * shadow.sum() and footprint.any():
         k = np.argmax(crossing, axis=0)  # first crossing along each ray
         interface = float(np.mean(0.5 * (offsets[k] + offsets[k + 1])[footprint]))
@@ -163,6 +160,7 @@ def measure_annulus(labels: np.ndarray, spacing, boxes=None) -> tuple[Section, d
         interface = 0.0
         method = "projection of the annulus label onto its best-fit plane (no ventricle/aorta interface found: about one voxel too large)"
         section.notes.append("no ventricle/aorta interface at the annulus; used the annulus label's own projection")
+    pixel = grid.pixel
 
     footprint = ndimage.binary_fill_holes(ndimage.binary_closing(footprint, iterations=2))
     lab, n = ndimage.label(footprint)
@@ -192,7 +190,7 @@ def measure_annulus(labels: np.ndarray, spacing, boxes=None) -> tuple[Section, d
     section.add("max_diameter", dmax, "mm", f"maximal calliper length of the annulus contour {plane}")
     section.add("eccentricity_index", 1.0 - dmin / dmax, "1", "1 - min_diameter / max_diameter (0 = circular)")
     section.add("centre", plane_centre, "mm", "centroid of the contour on the ventricle/aorta interface, (z, y, x) in index * spacing")
-    section.add("normal", normal, "1", "unit normal of the least-squares plane through the annulus voxel centres (SVD), pointing into the aorta")
+    section.add("normal", normal, "1", f"unit normal of the {plane_how}, pointing into the aorta")
     section.add("plane_tilt", float(np.degrees(np.arccos(min(1.0, abs(normal[0]))))), "deg", "angle between the annulus normal and the array z axis")
     max_ends = where["max_ends"]
     min_dir = where["min_dir"]
@@ -207,3 +205,36 @@ def measure_annulus(labels: np.ndarray, spacing, boxes=None) -> tuple[Section, d
         "min_diameter_uv_mm": np.stack([centre_uv + (proj.min() - centre_uv @ min_dir) * min_dir, centre_uv + (proj.max() - centre_uv @ min_dir) * min_dir]),
     }
     return section, {"centre": plane_centre, "normal": normal}
+
+
+def _cast_rays(crop, lo, spacing, centre, normal, half_width, value):
+    """Rays along ``normal`` through a fine grid in the plane (``centre``, ``normal``).
+
+    Returns ``(grid, offsets, crossing, footprint, shadow, bridged)``: ``crossing[k]`` marks rays
+    entering the aortic side between samples ``k`` and ``k + 1``, ``footprint`` the rays with a
+    crossing, ``shadow`` the rays through any annulus voxel, ``bridged`` whether the crossing had
+    to bridge a ventricle/aorta gap.
+    """
+    pixel = float(min(0.25, spacing.min() / 4))
+    grid = PlaneGrid.around(centre, normal, half_width, pixel)
+    reach = 2.0 * spacing.max()  # the interface lies within a voxel of the fitted plane
+    step = spacing.min() / 4
+    offsets = np.arange(-reach, reach + 1e-9, step)
+    samples = np.stack([sample(crop, spacing, grid.points(t), lo, order=0) for t in offsets])
+    below = np.isin(samples, VENTRICLE_SIDE)
+    above = np.isin(samples, AORTIC_SIDE)
+    shadow = (samples == value).any(0)  # projection of the annulus label itself
+    crossing = below[:-1] & above[1:]
+    footprint = crossing.any(0)
+    bridged = False
+    if footprint.sum() < 0.5 * shadow.sum():
+        # Predictions may leave background between ventricle and aorta: accept an entry into the
+        # aortic side up to one voxel after leaving the ventricle side.  Only as a fallback: where
+        # the two touch, the wider window would also catch the flaring sinus wall just above.
+        m = int(np.ceil(spacing.max() / step)) + 1
+        seen = np.cumsum(below, axis=0, dtype=np.int32)
+        seen = seen - np.concatenate([np.zeros((m,) + seen.shape[1:], np.int32), seen[:-m]])
+        wide = (seen[:-1] > 0) & above[1:] & ~above[:-1]
+        if wide.any(0).sum() > footprint.sum():
+            crossing, footprint, bridged = wide, wide.any(0), True
+    return grid, offsets, crossing, footprint, shadow, bridged

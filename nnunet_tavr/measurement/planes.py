@@ -154,3 +154,15 @@ def calliper_diameters(points_2d: np.ndarray, half_pixel: float = 0.0) -> tuple[
     k = int(np.argmin(widths))
     return float(widths[k]), float(dist[a, b]), {"max_ends": np.stack([hull[a], hull[b]]), "min_dir": normals[k]}
 
+
+def smooth_polyline(points: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian-smooth an (n, 3) polyline along its length (``sigma`` in samples).
+
+    The ends are padded by point reflection (``2 p_end - p_{end-k}``), which keeps straight
+    segments straight and, unlike ``mode="nearest"``, does not pull the ends inwards.
+    """
+    if len(points) < 3 or sigma <= 0:
+        return np.asarray(points, float)
+    pad = min(len(points) - 1, int(np.ceil(4 * sigma)))
+    padded = np.pad(np.asarray(points, float), ((pad, pad), (0, 0)), mode="reflect", reflect_type="odd")
+    return ndimage.gaussian_filter1d(padded, sigma, axis=0, mode="nearest")[pad : pad + len(points)]

@@ -20,10 +20,10 @@ From the diameter profile (area-derived diameter against arc length from the ann
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage, signal
+from scipy import signal
 
 from nnunet_tavr.labels import LABELS
-from nnunet_tavr.measurement.planes import PlaneGrid, cross_section, unit
+from nnunet_tavr.measurement.planes import PlaneGrid, cross_section, smooth_polyline, unit
 from nnunet_tavr.measurement.record import Section
 
 LUMEN = (LABELS["valve"], LABELS["aortic_root"], LABELS["aorta"])
@@ -44,7 +44,7 @@ def track(mask: np.ndarray, spacing, start_mm, direction, length_mm: float, orig
     Two passes: the first walks plane by plane, moving each plane's centre to the centroid of its
     cross-section and turning (damped) towards the line fitted through the last
     ``DIRECTION_WINDOW_MM`` of centroids; the second smooths those centroids (Gaussian,
-    ``SMOOTH_MM``) into the centreline and measures the cross-sections perpendicular to its
+    ``SMOOTH_MM``, or two of the thickest voxel edges) into the centreline and measures the cross-sections perpendicular to its
     tangent.  Without the second pass centroid jitter tilts the planes by several degrees, and a
     tilted plane through a tube reads a larger diameter.
 
@@ -83,6 +83,9 @@ def track(mask: np.ndarray, spacing, start_mm, direction, length_mm: float, orig
         if arc > 10.0 and section.area > MAX_AREA_JUMP * areas[-1]:
             stop = f"cross-section doubles {arc + step_mm:.0f} mm along the centreline (plane leaves the vessel)"
             break
+        if arc > 10.0 and section.area < 0.25 * areas[-1]:
+            stop = f"lumen ends {arc + step_mm:.0f} mm along the centreline (cross-section shrinks to a quarter)"
+            break
         if section.touches_border:
             stop = f"cross-section wider than {2 * half:.0f} mm at {arc + step_mm:.0f} mm"
             break
@@ -99,8 +102,9 @@ def track(mask: np.ndarray, spacing, start_mm, direction, length_mm: float, orig
     rows = []
     if centroids:
         path = np.vstack([start[None], np.array(centroids)])
-        sigma = SMOOTH_MM / step_mm
-        smooth = ndimage.gaussian_filter1d(path, sigma, axis=0, mode="nearest") if len(path) > 3 else path
+        # Thick slices make the centroids jitter with the slice period: smooth over two slices.
+        sigma = max(SMOOTH_MM, 2.0 * float(spacing.max())) / step_mm
+        smooth = smooth_polyline(path, sigma)
         smooth[0] = start
         tangents = np.gradient(smooth, axis=0)
         tangents[0] = unit(direction)
@@ -192,6 +196,14 @@ def valley_bottom(arc: np.ndarray, diameter: np.ndarray, trough: int, fraction: 
     return best_s0
 
 
+def _root_label_top(crop: np.ndarray, lo, spacing, centre, normal) -> float | None:
+    """Largest height (mm along ``normal`` from ``centre``) of an aortic-root voxel, or None."""
+    idx = np.argwhere(crop == LABELS["aortic_root"])
+    if len(idx) == 0:
+        return None
+    return float(np.max(((idx + lo) * spacing - centre) @ normal))
+
+
 def measure_root(labels: np.ndarray, spacing, plane: dict, height_mm: float = 40.0, step_mm: float = 1.0) -> tuple[Section, Section]:
     """Measure the aortic root and the ascending aorta above an annulus plane.
 
@@ -244,7 +256,19 @@ def measure_root(labels: np.ndarray, spacing, plane: dict, height_mm: float = 40
         root.add("sinus_diameter", dia[sinus], "mm", f"largest {how} between annulus and STJ")
         root.add("sinus_max_calliper_diameter", profile["max_diameter_mm"][sinus], "mm", "maximal calliper length of the cross-section at the sinus")
         root.add("sinus_distance", arc[sinus], "mm", "arc length along the centreline from the annulus centre to the sinus plane")
-    if stj is None:
+    top = _root_label_top(crop, lo, spacing, centre, normal) if stj is None else None
+    if stj is None and top is not None and sinus is not None and arc[sinus] < top <= arc[-1] + spacing.max() + step_mm:
+        # No waist in the profile (e.g. the lumen ends at the STJ): the top of the aortic-root
+        # label, which the derivation rule (or the network trained on it) put at the STJ.
+        heights = (profile["points_mm"] - centre) @ normal
+        s_stj = float(np.interp(top, heights, arc))
+        root.notes.append(f"no STJ waist in the diameter profile ({reason}); STJ taken at the top of the aortic-root label")
+        # One voxel below the top: the plane through the very top cuts the end of the label.
+        root.add("stj_diameter", np.interp(s_stj - spacing.max(), arc, dia), "mm", f"{how} one voxel below the top of the aortic-root label (label 3)")
+        root.add("stj_distance", s_stj, "mm", "arc length from the annulus centre to the top of the aortic-root label")
+        root.add("root_height", top, "mm", "largest distance of an aortic-root (label 3) voxel from the annulus plane, along the annulus normal")
+        root.add("stj_centre", [np.interp(s_stj, arc, profile["points_mm"][:, k]) for k in range(3)], "mm", "centreline point of the STJ, (z, y, x) in index * spacing")
+    elif stj is None:
         for key in ("stj_diameter", "stj_distance", "root_height"):
             root.add_missing(key, reason)
     else:

@@ -161,8 +161,13 @@ def plot_case(
             z = int(np.argmax(np.count_nonzero(labels, axis=(1, 2)))) if labels is not None and labels.any() else vol.shape[0] // 2
             ext = (0, vol.shape[2] * spacing[2], 0, vol.shape[1] * spacing[1])
             _show(axes[0], None if ct is None else ct[z], None if labels is None else labels[z], ext, f"axial slice z={z}")
-        for ax in axes[1:]:
-            ax.axis("off")
+        if labels is not None:
+            # Coronal projection of every label: shows what the scan covers (e.g. no heart).
+            ext = (0, labels.shape[2] * spacing[2], 0, labels.shape[0] * spacing[0])
+            _show(axes[1], None, labels.max(axis=1), ext, "coronal projection of the labels")
+        else:
+            axes[1].axis("off")
+        axes[2].axis("off")
     present = [] if labels is None else [name for name, val in LABELS.items() if val and np.any(labels == val)]
     if present:
         axes[0].legend(handles=[Patch(color=COLORS[n], label=DISPLAY_NAMES[n]) for n in present], fontsize=7, loc="lower left", framealpha=0.7)

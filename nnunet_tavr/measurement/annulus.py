@@ -215,7 +215,7 @@ def _cast_rays(crop, lo, spacing, centre, normal, half_width, value):
     crossing, ``shadow`` the rays through any annulus voxel, ``bridged`` whether the crossing had
     to bridge a ventricle/aorta gap.
     """
-    pixel = float(min(0.25, spacing.min() / 4))
+    pixel = float(min(0.25, spacing.min() / 2))  # finer than half a voxel: below any voxel staircase
     grid = PlaneGrid.around(centre, normal, half_width, pixel)
     reach = 2.0 * spacing.max()  # the interface lies within a voxel of the fitted plane
     step = spacing.min() / 4

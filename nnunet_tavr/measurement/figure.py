@@ -46,7 +46,12 @@ def _annulus_panel(ax, record: MeasurementRecord, labels, ct, spacing) -> None:
     u, _ = grid.uv()
     extent = [u[0], u[-1], u[-1], u[0]]  # columns: v (e2), rows: u (e1)
     if ct is not None:
-        img = sample(np.asarray(ct, np.float32), spacing, grid.points(), order=1, cval=-1024)
+        # Crop first: converting a whole full-resolution CT to float would cost ~1 GB.
+        sp = np.asarray(spacing, float)
+        lo = np.maximum(np.floor((origin - 1.5 * half) / sp).astype(int), 0)
+        hi = np.minimum(np.ceil((origin + 1.5 * half) / sp).astype(int) + 1, np.shape(ct))
+        box = np.asarray(ct)[tuple(slice(a, b) for a, b in zip(lo, hi))].astype(np.float32)
+        img = sample(box, sp, grid.points(), lo, order=1, cval=-1024)
         ax.imshow(img, cmap="gray", vmin=-200, vmax=600, extent=extent)
     else:
         # One voxel above the interface, so the aortic side (valve / root) shows.
@@ -131,7 +136,7 @@ def _table_panel(ax, record: MeasurementRecord) -> None:
         for label, name in items:
             entry = section.values.get(name)
             if isinstance(entry, Quantity):
-                lines.append(f"   {label:<14} {entry.value:9.2f} {entry.unit}")
+                lines.append(f"   {label:<14} {entry.value:9.2f} {'' if entry.unit == '1' else entry.unit}")
             elif entry is not None:
                 lines.append(f"   {label:<14} missing: {entry.reason}")
     import textwrap

@@ -147,9 +147,10 @@ class _Canvas:
     def balls(self, target: np.ndarray, centers: np.ndarray, radii: np.ndarray, value=True, only_empty=False):
         """Paint the union of balls (centres and radii in mm)."""
         for c, r in zip(centers, radii):
-            sl, (zz, yy, xx) = self.box(c - r, c + r)
-            if sl is None:
+            sl, coords = self.box(c - r, c + r)
+            if sl is None:  # the ball lies outside the grid
                 continue
+            zz, yy, xx = coords
             d2 = (zz[:, None, None] - c[0]) ** 2 + (yy[None, :, None] - c[1]) ** 2 + (xx[None, None, :] - c[2]) ** 2
             inside = d2 <= r * r
             view = target[sl]
@@ -469,8 +470,9 @@ def _render_ct(rng, shape, spacing, centre, rot, annulus_c, desc_top, noise_hu):
     for side in (-1.0, 1.0):
         c = centre + rot @ np.array([annulus_c[0] + 10.0, 0.05 * Y, side * 0.27 * X])
         r = np.array([0.22 * Z, 0.3 * Y, 0.17 * X])
-        sl, (zz, yy, xx) = canvas.box(c - r, c + r)
+        sl, coords = canvas.box(c - r, c + r)
         if sl is not None:
+            zz, yy, xx = coords
             lungs[sl] |= ((zz[:, None, None] - c[0]) / r[0]) ** 2 + ((yy[None, :, None] - c[1]) / r[1]) ** 2 + ((xx[None, None, :] - c[2]) / r[2]) ** 2 <= 1
     lungs &= body2d[None]
     ct[lungs] -= 890.0

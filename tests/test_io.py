@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -60,6 +62,13 @@ def test_failed_write_leaves_neither_target_nor_temp(tmp_path):
     assert list(tmp_path.iterdir()) == []
     write_json({"a": np.float32(1.5), "b": np.arange(2)}, target)
     assert target.read_text().count("1.5") == 1 and list(tmp_path.iterdir()) == [target]
+
+
+def test_outputs_get_the_usual_permissions(tmp_path):
+    write_json({}, tmp_path / "p.json")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "p.json").stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_write_array_refuses_a_wrong_shape(tmp_path):

@@ -154,6 +154,11 @@ def test_anisotropic_and_rotated_subject_keeps_its_geometry():
     assert at(ph.truth["stj_distance_mm"]) < at(ph.truth["sinus_distance_mm"])
 
 
+def test_anatomy_partly_outside_a_small_field_of_view():
+    ph = make_subject(4, shape=(100, 375, 375), spacing=(3.0, 0.8, 0.8), rotation_deg=(10.0, -20.0, 30.0))
+    assert ph.masks["aorta"].any() and ph.labels.shape == (100, 375, 375)
+
+
 def test_phantom_cli(tmp_path):
     out = tmp_path / "ts"
     proc = subprocess.run(

@@ -266,6 +266,8 @@ def load_subject(
             where = f"{folder}/{MASK_FILES[name]}{{{','.join(EXTENSIONS)}}}" if folder is not None else "the given files"
             message = f"case {case}: no {name} mask (looked for {where})"
             if name == "left_ventricle":
+                if folder is not None and find_mask_file(folder, "heart") is not None:
+                    message += f"; {find_mask_file(folder, 'heart')} is TotalSegmentator v2's whole heart, not the ventricle"
                 message += ". " + HOW_TO_GET_LV
             raise MissingMaskError(message)
     if reference is None:

@@ -103,12 +103,23 @@ def test_explicit_masks_on_an_oblique_grid_keep_the_affine(dataset, baseline, tm
 def test_missing_left_ventricle_says_how_to_get_one(dataset, tmp_path, capsys):
     subject = tmp_path / "s9"
     shutil.copytree(dataset / "s0000", subject)
-    (subject / "segmentations" / "heart_ventricle_left.nii.gz").unlink()
+    # TotalSegmentator v2's default task: a whole heart, no chambers.
+    (subject / "segmentations" / "heart_ventricle_left.nii.gz").rename(subject / "segmentations" / "heart.nii.gz")
     out = tmp_path / "labels.nii.gz"
     assert cli(["derive", str(subject), "-o", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "heartchambers_highres" in err and "s9" in err and "heart_ventricle_left" in err
+    assert "heartchambers_highres" in err and "s9" in err and "heart_ventricle_left" in err and "whole heart" in err
     assert not out.exists()
+
+
+def test_totalsegmentator_output_folder_without_ct(dataset, baseline, tmp_path):
+    """`TotalSegmentator -i ct.nii.gz -o SEG`: the masks directly in SEG, no CT beside them."""
+    seg = tmp_path / "seg"
+    shutil.copytree(dataset / "s0000" / "segmentations", seg)
+    out = tmp_path / "labels.nii.gz"
+    assert cli(["derive", str(seg), "-o", str(out)]) == 0
+    np.testing.assert_array_equal(read_array(out)[0], baseline[0])
+    assert Geometry.of(sitk.ReadImage(str(out))).mismatch(Geometry.of(sitk.ReadImage(str(seg / "aorta.nii.gz")))) is None
 
 
 @pytest.mark.parametrize("problem", ["spacing", "shape", "origin"])

@@ -152,7 +152,7 @@ class Pipeline:
             raise DemoError(f"{stage}: command {cmd[0]} not found")
         log_path = self.logs / f"{stage}.log"
         bar = tqdm(total=progress[1], desc=f"  {stage}", unit="epoch", leave=False) if progress else None
-        with open(log_path, "a") as log:
+        with open(log_path, "a", buffering=1) as log:  # line-buffered: follow it with tail -f
             log.write(f"\n$ {' '.join(cmd)}\n")
             proc = subprocess.Popen([exe, *cmd[1:]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env)
             tail: list[str] = []
@@ -171,15 +171,15 @@ class Pipeline:
             raise DemoError(f"stage '{stage}' failed (exit {code}); full log: {log_path}\n" + "".join(tail))
 
     def stage(self, name: str, done: bool, action, detail=lambda: "", outputs=lambda: []) -> None:
-        index = len(self.results) + 1
-        print(f"[{index}/8] {name} ...", flush=True)
+        index, total = len(self.results) + 1, 5 + 2 * len(self.s.trainers)
+        print(f"[{index}/{total}] {name} ...", flush=True)
         t0 = time.perf_counter()
         if not done:
             action()
         seconds = time.perf_counter() - t0
         result = StageResult(name, "reused" if done else "ran", seconds, detail(), [str(o) for o in outputs()])
         self.results.append(result)
-        print(f"[{index}/8] {name}: {result.status} in {seconds:.0f} s{' - ' + result.detail if result.detail else ''}", flush=True)
+        print(f"[{index}/{total}] {name}: {result.status} in {seconds:.0f} s{' - ' + result.detail if result.detail else ''}", flush=True)
 
     # ---------------------------------------------------------------------------------------
     def run(self) -> Path:

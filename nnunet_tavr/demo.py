@@ -135,8 +135,11 @@ class Pipeline:
             PYTHONUNBUFFERED="1",
         )
         if not settings.gpu:
-            # Two processes for augmentation at most: more only fight the trainer for CPU cores.
-            self.env.setdefault("nnUNet_n_proc_DA", str(min(2, os.cpu_count() or 1)))
+            # On a CPU, more augmentation or export workers than cores only fight the trainer for
+            # them (and each export worker imports torch: ~1 GB).
+            workers = str(min(2, os.cpu_count() or 1))
+            self.env.setdefault("nnUNet_n_proc_DA", workers)
+            self.env.setdefault("nnUNet_def_n_proc", workers)
 
     # ---------------------------------------------------------------------------------------
     def run_cmd(self, stage: str, cmd: list[str], progress: tuple[str, int] | None = None) -> None:

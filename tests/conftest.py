@@ -71,6 +71,7 @@ def nnunet_env(root: Path) -> dict:
         nnUNet_preprocessed=str(root / "nnUNet_preprocessed"),
         nnUNet_results=str(root / "nnUNet_results"),
         nnUNet_n_proc_DA="0",  # data augmentation in the main process: 2 cores, many tests
+        nnUNet_def_n_proc="1",  # one export worker in validation/prediction (each imports torch: ~1 GB)
         OMP_NUM_THREADS="2",
     )
     return env

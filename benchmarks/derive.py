@@ -20,7 +20,7 @@ Targets (issue 3): compute <= 1 s per case on one core, >= 10x faster than naive
 
 Usage::
 
-    python benchmarks/derive.py [--repeats 3] [--no-naive] [--no-memory]
+    python benchmarks/derive.py [--repeats 3] [--no-naive] [--no-memory] [--accuracy-seeds N]
 """
 
 from __future__ import annotations
@@ -182,11 +182,38 @@ def memory_child(folder: Path) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
+def accuracy(n: int, first_seed: int = 100) -> None:
+    """Root end against the phantoms' sinotubular junction on seeds the tests do not use."""
+    from nnunet_tavr.label_derivation import derive_tavr_labels
+    from nnunet_tavr.labels import LABELS
+    from nnunet_tavr.phantom import AORTA_PARTS, make_subject
+
+    configs = {
+        "1.5 mm": {},
+        "rotated (20, -15, 10) deg": {"rotation_deg": (20.0, -15.0, 10.0)},
+        "2.5 x 1.2 x 1.2 mm": {"spacing": (2.5, 1.2, 1.2), "shape": (120, 200, 200)},
+    }
+    for name, kw in configs.items():
+        errors, in_descending, excluded = [], 0, 0
+        for seed in range(first_seed, first_seed + n):
+            ph = make_subject(seed, **kw)
+            labels, result = derive_tavr_labels(ph.masks, ph.spacing)
+            if not result.ok:
+                excluded += 1
+                continue
+            errors.append(result.root.end_distance_mm - ph.truth["stj_distance_mm"])
+            in_descending += int(np.count_nonzero((labels == LABELS["aortic_root"]) & (ph.aorta_part == AORTA_PARTS["descending"])))
+        e = np.asarray(errors)
+        print(f"accuracy {name}: {n} phantoms, {excluded} excluded; root end - STJ: mean {e.mean():+.2f} mm, "
+              f"SD {e.std():.2f} mm, max |error| {np.abs(e).max():.2f} mm; root voxels in the descending aorta: {in_descending}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-naive", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--accuracy-seeds", type=int, default=0, help="also check the root end on N phantoms per grid")
     parser.add_argument("--memory-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -229,6 +256,8 @@ def main() -> int:
         print(f"512 x 512 x 800 case ({sp[2]:.3f} x {sp[1]:.3f} x {sp[0]:.3f} mm): {m['seconds']:.2f} s CPU, "
               f"peak RSS during derivation {m['peak_rss_mib']:.0f} MiB (whole process, incl. the {m['input_masks_mib']:.0f} MiB of input masks; "
               f"{m['rss_before_derive_mib']:.0f} MiB before it), root end {m['end_mm']:.2f} mm, derived: {m['ok']} {m['reason'] or ''}")
+    if args.accuracy_seeds:
+        accuracy(args.accuracy_seeds)
     return 0
 
 

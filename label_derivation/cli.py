@@ -44,7 +44,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--window", type=int, default=5, help="moving-average window in steps (default 5)")
     r.add_argument("--max-distance-mm", type=float, default=80.0, help="sweep length from the annulus (default 80)")
     r.add_argument("--min-prominence", type=float, default=0.01, help="ignore extrema below this fraction of the peak area (default 0.01)")
-    r.add_argument("--flat-tolerance", type=float, default=0.005, help="raw areas within this fraction of the lowest are the bottom (default 0.005)")
+    r.add_argument("--flat-tolerance", type=float, default=0.0075, help="areas within this fraction of the lowest are the bottom of the minimum (default 0.0075)")
     r.add_argument("--require-iliacs", action="store_true", help="exclude cases without both iliac arteries")
     parser.add_argument("--batch", action="store_true", help="SUBJECT is a dataset folder: derive every subject into OUTPUT/")
     parser.add_argument("--no-qc", action="store_true", help="with --batch: skip the per-case figures")

@@ -29,8 +29,10 @@ WINDOW = 5
 MAX_DISTANCE_MM = 80.0
 #: Minimum prominence of the area maximum / minimum, as a fraction of the largest smoothed area.
 MIN_PROMINENCE = 0.01
-#: Raw areas within this fraction of the lowest one count as the flat bottom of the minimum.
-FLAT_TOLERANCE = 0.005
+#: Areas within this fraction of the lowest one count as the flat bottom of the minimum.
+FLAT_TOLERANCE = 0.0075
+#: Moving-average window (steps) of the curve the end is localised on: only voxel noise is removed.
+LOCAL_WINDOW = 3
 
 # Distances equal to a threshold count as "within" despite float rounding (4.5 mm = 3 x 1.5 mm).
 _EPS_MM = 1e-4
@@ -273,9 +275,10 @@ def derive_aortic_root(
 
     The moving average finds the minimum robustly but shifts it distally, because the narrowing
     from the sinuses to the sinotubular junction is steeper than the widening after it. The end is
-    therefore localised on the raw curve: among the raw areas from the maximum to the smoothed
-    minimum (plus half a window), the first one within ``flat_tolerance`` of the lowest, i.e. the
-    point where the narrowing stops. Flat bottoms resolve to their proximal start.
+    therefore localised on a lightly smoothed curve (3 steps, against voxel noise only): from the
+    maximum to the smoothed minimum (plus half a window), the first sample within
+    ``flat_tolerance`` of the lowest, i.e. the point where the narrowing stops (see
+    :func:`find_root_end`). Flat bottoms resolve to their proximal start.
 
     Only the ascending aorta counts. The sweep planes also cut the descending aorta, so a voxel
     enters the area curve and the root only if it is reachable from the aorta at the annulus by a
@@ -300,7 +303,7 @@ def derive_aortic_root(
         Extrema whose prominence is below this fraction of the largest smoothed area are ignored
         (noise); plateaus of the smoothed curve resolve to their middle (rounded down).
     flat_tolerance : float
-        Raw areas within this fraction of the lowest count as the flat bottom of the minimum.
+        Areas within this fraction of the lowest count as the flat bottom of the minimum.
     annulus_mm : float
         The threshold the annulus was derived with; it defines the aorta's contact layer used to
         put the plane on the interface.
@@ -339,14 +342,17 @@ def find_root_end(
     window: int = WINDOW,
     min_prominence: float = MIN_PROMINENCE,
     flat_tolerance: float = FLAT_TOLERANCE,
+    local_window: int = LOCAL_WINDOW,
 ) -> tuple[int, float]:
     """The root's end on an area curve: the first local minimum after the first local maximum.
 
-    Detection runs on the moving average (:func:`smooth_area`); extrema below ``min_prominence``
-    times the largest smoothed area are noise, and a flat extremum resolves to its middle (rounded
-    down; ``scipy.signal.find_peaks``). The end is then localised on the raw curve: from the
-    maximum to the smoothed minimum plus half a window, the first sample within ``flat_tolerance``
-    of the lowest raw area, refined by linear interpolation between it and the sample before.
+    Detection runs on the moving average of ``window`` steps (:func:`smooth_area`); extrema below
+    ``min_prominence`` times the largest smoothed area are noise, and a flat extremum resolves to
+    its middle (rounded down; ``scipy.signal.find_peaks``). That average moves an asymmetric
+    minimum towards its shallower side, so the end is then localised on a curve smoothed over only
+    ``local_window`` steps: from the maximum to the detected minimum plus half a window, the first
+    sample within ``flat_tolerance`` of the lowest, refined by linear interpolation between it and
+    the sample before (where the narrowing stops).
 
     Parameters
     ----------
@@ -388,13 +394,14 @@ def find_root_end(
         exc.peak_index = peak
         raise exc
     stop = min(int(valleys[0]) + int(window) // 2 + 1, len(area))
-    segment = area[peak:stop]
+    local = smooth_area(area, local_window)
+    segment = local[peak:stop]
     level = segment.min() * (1.0 + flat_tolerance)
     end_index = peak + int(np.flatnonzero(segment <= level)[0])
     end = float(distances_mm[end_index])
-    if end_index > peak and area[end_index - 1] > area[end_index]:
-        # Sub-step: where the raw curve, linearly interpolated, reaches the bottom level.
-        frac = (area[end_index - 1] - level) / (area[end_index - 1] - area[end_index])
+    if end_index > peak and local[end_index - 1] > local[end_index]:
+        # Sub-step: where the curve, linearly interpolated, reaches the bottom level.
+        frac = (local[end_index - 1] - level) / (local[end_index - 1] - local[end_index])
         end = float(distances_mm[end_index - 1] + np.clip(frac, 0.0, 1.0) * step)
     return peak, end
 

@@ -94,3 +94,29 @@ def test_chestless_scan_is_excluded_with_a_reason():
     labels, result = derive_tavr_labels(phantom.masks, phantom.spacing)
     assert labels is None
     assert result.excluded_code == "empty_mask" and "left_ventricle" in result.excluded_reason
+
+
+def test_records_round_trip_and_feed_the_qc_figures(tmp_path):
+    """The JSON record is enough to redraw the figures (the conversion keeps only records)."""
+    import json
+
+    from nnunet_tavr.label_derivation.labelmap import DerivationResult
+    from nnunet_tavr.label_derivation.qc import dataset_curves, plot_case, plot_dataset_curves
+
+    results = []
+    for seed in (0, 1):
+        phantom = make_subject(seed)
+        labels, result = derive_tavr_labels(phantom.masks, phantom.spacing, case=f"s{seed}")
+        back = DerivationResult.from_dict(json.loads(json.dumps(result.to_dict())))
+        assert back.to_dict() == result.to_dict()
+        results.append(back)
+        if seed == 0:
+            plot_case(tmp_path / "case.png", phantom.spacing, labels, back, ct=phantom.ct, reference_end_mm=phantom.truth["stj_distance_mm"])
+    excluded = derive_tavr_labels(make_subject(5, heart=False).masks, (1.5, 1.5, 1.5))[1]
+    grid, curves, ends = dataset_curves(results + [excluded])
+    assert curves.shape == (2, len(grid)) and np.allclose(ends, [r.root.end_distance_mm for r in results])
+    summary = plot_dataset_curves(tmp_path / "curves.png", results + [excluded])
+    assert summary["n_cases"] == 2 and summary["n_excluded"] == 1
+    assert 5.0 < summary["mean_curve_peak_mm"] < summary["mean_curve_minimum_mm"] < 40.0
+    for png in ("case.png", "curves.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG" and (tmp_path / png).stat().st_size > 20_000

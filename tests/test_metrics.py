@@ -205,3 +205,14 @@ def test_shape_and_spacing_errors():
         case_metrics(a, np.zeros((4, 4, 5), np.uint8), [SegClass("c", (1,))], (1, 1, 1))
     with pytest.raises(ValueError, match="spacing"):
         case_metrics(a, a, [SegClass("c", (1,))], (1, 1))
+
+
+def test_ignore_label_voxels_count_neither_way():
+    ref = _cube((12, 12, 12), (2, 2, 2), 6)
+    pred = ref.copy()
+    ref[2:8, 2:8, 8:10] = 9  # "ignore" next to the cube
+    pred[2:8, 2:8, 8:10] = 1  # predicted as class 1 there: not a false positive
+    (rec,) = case_metrics(ref, pred, [SegClass("c", (1,))], (1.0, 1.0, 1.0), ignore_value=9)
+    assert rec["Dice"] == 1.0 and rec["FP"] == 0 and rec["ASSD"] == 0.0
+    (rec,) = case_metrics(ref, pred, [SegClass("c", (1,))], (1.0, 1.0, 1.0))
+    assert rec["FP"] == 72 and rec["Dice"] < 1.0

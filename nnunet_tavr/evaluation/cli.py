@@ -77,6 +77,7 @@ def main(args: argparse.Namespace) -> int:
         records = evaluate_jobs(
             inventory.jobs, classes, info.file_ending, one_empty=args.one_empty, num_processes=args.num_processes,
             cache_dir=None if args.no_cache else out / ".cache", progress=not args.quiet,
+            ignore_value=info.ignore_value,
         )
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)

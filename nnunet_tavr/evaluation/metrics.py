@@ -196,6 +196,7 @@ def case_metrics(
     spacing: Sequence[float],
     distances: bool = True,
     one_empty: str = "diagonal",
+    ignore_value: int | None = None,
 ) -> list[dict]:
     """Dice, IoU, ASSD and HD95 of every class of one case.
 
@@ -211,6 +212,9 @@ def case_metrics(
         Compute ASSD and HD95 (the expensive part); if False they are ``NaN``.
     one_empty : {"diagonal", "nan"}
         Surface distance when exactly one of the two masks is empty (see the module docstring).
+    ignore_value : int, optional
+        nnU-Net's ``ignore`` label: reference voxels with this value are left out entirely
+        (predictions there count neither way), as in nnU-Net's evaluation.
 
     Returns
     -------
@@ -227,10 +231,13 @@ def case_metrics(
     diagonal = image_diagonal_mm(reference.shape, spacing)
     (reference, prediction), spacing = _drop_singleton_axes(reference, prediction, spacing=spacing)
     ref_groups, pred_groups = label_indices(reference), label_indices(prediction)
+    ignored = ref_groups.get(ignore_value) if ignore_value is not None else None
     records = []
     for seg_class in classes:
         ref = _class_indices(ref_groups, seg_class.values)
         pred = _class_indices(pred_groups, seg_class.values)
+        if ignored is not None and pred.size:
+            pred = pred[~_contains(ignored, pred)]
         n_ref, n_pred = int(ref.size), int(pred.size)
         record = {"class": seg_class.name, "TP": 0, "FP": 0, "FN": 0, "n_ref": n_ref, "n_pred": n_pred}
         if n_ref == 0 and n_pred == 0:

@@ -43,6 +43,12 @@ class DatasetInfo:
     results: Path | None
 
     @property
+    def ignore_value(self) -> int | None:
+        """Value of nnU-Net's ``ignore`` label, if the dataset has one."""
+        value = self.labels.get("ignore")
+        return int(value) if value is not None else None
+
+    @property
     def is_region_based(self) -> bool:
         return any(isinstance(v, (list, tuple)) for v in self.labels.values())
 
@@ -257,7 +263,9 @@ def read_segmentation(path: str, case: str, file_ending: str):
     return seg[0], tuple(float(s) for s in props["spacing"]), None
 
 
-def evaluate_job(job: CaseJob, classes, file_ending: str, one_empty: str = "diagonal") -> list[dict]:
+def evaluate_job(
+    job: CaseJob, classes, file_ending: str, one_empty: str = "diagonal", ignore_value: int | None = None
+) -> list[dict]:
     """Per-class metric records of one job (see :func:`nnunet_tavr.evaluation.metrics.case_metrics`)."""
     from nnunet_tavr.evaluation.metrics import case_metrics
 
@@ -272,28 +280,28 @@ def evaluate_job(job: CaseJob, classes, file_ending: str, one_empty: str = "diag
         problem = ref_geometry.mismatch(pred_geometry)
         if problem:
             raise InputError(f"case {job.case}: prediction {job.prediction} does not lie on the grid of {job.reference}: {problem}")
-    records = case_metrics(reference, prediction, classes, spacing, one_empty=one_empty)
+    records = case_metrics(reference, prediction, classes, spacing, one_empty=one_empty, ignore_value=ignore_value)
     base = {"trainer": job.trainer, "split": job.split, "fold": job.fold, "case": job.case}
     return [{**base, **r} for r in records]
 
 
-def _cache_key(job: CaseJob, classes, one_empty: str) -> str:
+def _cache_key(job: CaseJob, classes, one_empty: str, ignore_value: int | None) -> str:
     stats = [(os.stat(p).st_mtime_ns, os.stat(p).st_size) for p in (job.prediction, job.reference)]
-    payload = json.dumps([CACHE_VERSION, asdict(job), stats, [(c.name, c.values) for c in classes], one_empty])
+    payload = json.dumps([CACHE_VERSION, asdict(job), stats, [(c.name, c.values) for c in classes], one_empty, ignore_value])
     return hashlib.sha1(payload.encode()).hexdigest()
 
 
 def _run_one(args) -> list[dict]:
-    job, classes, file_ending, one_empty, cache_dir = args
+    job, classes, file_ending, one_empty, ignore_value, cache_dir = args
     cache = None
     if cache_dir is not None:
-        cache = Path(cache_dir) / f"{_cache_key(job, classes, one_empty)}.json"
+        cache = Path(cache_dir) / f"{_cache_key(job, classes, one_empty, ignore_value)}.json"
         if cache.is_file():
             try:
                 return json.loads(cache.read_text())
             except ValueError:
                 pass  # a damaged cache entry is recomputed
-    records = evaluate_job(job, classes, file_ending, one_empty)
+    records = evaluate_job(job, classes, file_ending, one_empty, ignore_value)
     if cache is not None:
         from nnunet_tavr.io import write_json
 
@@ -309,6 +317,7 @@ def evaluate_jobs(
     num_processes: int = 1,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    ignore_value: int | None = None,
 ) -> list[dict]:
     """Evaluate every job, in parallel over cases, with a progress bar.
 
@@ -318,7 +327,7 @@ def evaluate_jobs(
     """
     from tqdm import tqdm
 
-    tasks = [(job, list(classes), file_ending, one_empty, str(cache_dir) if cache_dir else None) for job in jobs]
+    tasks = [(job, list(classes), file_ending, one_empty, ignore_value, str(cache_dir) if cache_dir else None) for job in jobs]
     records: list[dict] = []
     bar = tqdm(total=len(tasks), desc="evaluating cases", unit="case", disable=not progress)
     if num_processes <= 1 or len(tasks) <= 1:

@@ -69,6 +69,47 @@ def test_focal_ignores_ignore_label_and_stays_finite():
     assert torch.isfinite(value) and value > 1
 
 
+def reference_focal(logits, target, gamma, ignore_label=None, include_background=True):
+    """Eq. 2 transcribed literally, differentiated by autograd (the oracle for the hand-written backward)."""
+    p = torch.softmax(logits.double(), 1)
+    y = F.one_hot(target[:, 0].clamp(0, logits.shape[1] - 1), logits.shape[1]).movedim(-1, 1).bool()
+    pt = torch.where(y, p, 1 - p)
+    terms = -(1 - pt) ** gamma * torch.log(pt)
+    if not include_background:
+        terms = terms[:, 1:]
+    valid = torch.ones_like(target, dtype=torch.bool) if ignore_label is None else target != ignore_label
+    return (terms * valid).sum() / (valid.sum() * terms.shape[1])
+
+
+@pytest.mark.parametrize("gamma", [0.0, 1.5, 2.0, 3.0])
+@pytest.mark.parametrize("ignore, background", [(None, True), (4, True), (None, False)])
+def test_focal_value_and_hand_written_gradient_match_autograd(gamma, ignore, background):
+    torch.manual_seed(int(gamma * 10))
+    logits = (3 * torch.randn(2, 4, 3, 5, 6)).requires_grad_(True)
+    target = torch.randint(0, 5 if ignore else 4, (2, 1, 3, 5, 6))
+    loss = FocalLoss(gamma, ignore_label=ignore, include_background=background)(logits, target)
+    (2.5 * loss).backward()  # a non-unit upstream gradient, as under deep supervision
+    ref_logits = logits.detach().clone().requires_grad_(True)
+    ref = reference_focal(ref_logits, target, gamma, ignore, background)
+    (2.5 * ref).backward()
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
+    # float32 against a float64 oracle: 1 - p loses digits where p is near 1
+    torch.testing.assert_close(logits.grad, ref_logits.grad.float(), rtol=5e-3, atol=2e-5)
+
+
+def test_sparse_skeleton_recall_gradient_matches_dense_autograd():
+    torch.manual_seed(3)
+    logits = torch.randn(2, 4, 5, 6, 7, requires_grad=True)
+    skel = torch.randint(0, 4, (2, 1, 5, 6, 7)) * (torch.rand(2, 1, 5, 6, 7) < 0.3)
+    SkeletonRecallLoss(gamma=2)(logits, skel).backward()
+    ref_logits = logits.detach().clone().requires_grad_(True)
+    p = torch.softmax(ref_logits, 1)[:, 1:]
+    y = one_hot(skel, 4)[:, 1:]
+    hit = ((1 - p).detach() ** 2 * p * y).sum((0, 2, 3, 4))
+    (-(hit / y.sum((0, 2, 3, 4))).mean()).backward()
+    torch.testing.assert_close(logits.grad, ref_logits.grad, rtol=1e-4, atol=1e-7)
+
+
 # ---------------------------------------------------------------- skeleton recall (eqs. 1, 3)
 
 # one sample, classes 0 (background), 1, 2; voxels 0,1 are the skeleton of class 1, voxel 2 of class 2
@@ -181,7 +222,7 @@ def _ddp_worker(rank: int, world: int, port: int, logits: torch.Tensor, skel: to
         mine = logits[rank:rank + 1].clone().requires_grad_(True)
         loss = SkeletonRecallLoss(gamma=2, ddp=True)(mine, skel[rank:rank + 1])
         loss.backward()
-        queue.put((rank, loss.item(), mine.grad))
+        queue.put((rank, loss.item(), mine.grad.numpy()))  # numpy: pickled by value, not shared memory
     finally:
         dist.destroy_process_group()
 
@@ -214,4 +255,4 @@ def test_ddp_gathers_batch_sums_like_nnunet_dice():
     for rank in range(2):
         value, grad = results[rank]
         assert value == pytest.approx(expected.item(), rel=1e-5)
-        torch.testing.assert_close(grad[0], 2 * whole.grad[rank], rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(torch.from_numpy(grad[0]), 2 * whole.grad[rank], rtol=1e-4, atol=1e-7)

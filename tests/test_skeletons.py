@@ -112,10 +112,38 @@ def test_transform_appends_a_channel_and_survives_deep_supervision_downsampling(
     seg = np.zeros((40, 40, 40), np.int16)
     seg[tube()] = 6
     sample = {"image": torch.zeros(1, 40, 40, 40), "segmentation": torch.from_numpy(seg)[None]}
-    out = ComposeTransforms([SkeletonTargetTransform(), DownsampleSegForDSTransform([[1, 1, 1], [0.5, 0.5, 0.5]])])(**sample)
+    skeletons = SkeletonTargetTransform()
+    out = ComposeTransforms([skeletons, DownsampleSegForDSTransform([[1, 1, 1], [0.5, 0.5, 0.5]])])(**sample)
     full, half = out["segmentation"]
     assert full.shape == (2, 40, 40, 40) and half.shape == (2, 20, 20, 20)
     assert full.dtype == torch.int16
     torch.testing.assert_close(full[0], torch.from_numpy(seg))
-    np.testing.assert_array_equal(full[1].numpy(), skeleton_targets(seg))
+    np.testing.assert_array_equal(full[1].numpy(), skeleton_targets(seg, coarsen=skeletons.coarsen))
     assert (half[1] == 6).any() and not ((half[1] == 6) & (half[0] != 6)).any()
+
+
+@pytest.mark.parametrize("coarsen", [2, 3])
+def test_coarsened_thinning_stays_inside_near_the_exact_skeleton_and_keeps_slabs(coarsen):
+    mask = tube()
+    exact = class_skeleton(mask)
+    coarse = class_skeleton(mask, coarsen=coarsen)
+    assert coarse.any() and not (coarse & ~mask).any()
+    # every coarse skeleton voxel lies within ~coarsen voxels of the exact skeleton, and vice versa
+    assert ndimage.distance_transform_edt(~exact)[coarse].max() <= 2 * coarsen
+    assert ndimage.distance_transform_edt(~coarse)[exact].max() <= 2 * coarsen
+    assert cc3d.connected_components(coarse, connectivity=26).max() == 1
+    slab = np.zeros((20, 30, 30), bool)
+    slab[8:10, 5:25, 5:25] = True
+    assert (class_skeleton(slab, coarsen=coarsen) & slab).any()
+    with pytest.raises(ValueError, match="coarsen"):
+        class_skeleton(mask, coarsen=0)
+
+
+def test_coarsened_targets_are_tubes_inside_their_class():
+    seg = np.zeros((40, 40, 40), np.int16)
+    seg[tube()] = 6
+    exact = skeleton_targets(seg, coarsen=1)
+    coarse = skeleton_targets(seg, coarsen=2)
+    assert not ((coarse > 0) & (coarse != seg)).any()
+    # about as wide as the exact tube: same order of voxel count
+    assert 0.5 < (coarse > 0).sum() / (exact > 0).sum() < 2.5

@@ -154,6 +154,14 @@ def test_focal_sr_loss_is_focal_plus_focal_skeleton_recall(lookup, nnunet_env):
     assert inner1.seg_loss.gamma == 1.0 and inner1.skeleton_loss.gamma == 1.0
 
 
+def test_smoke_schedule(lookup, nnunet_env):
+    trainer = _trainer(lookup("nnUNetTrainerFocalSR_smoke"), nnunet_env)
+    assert (trainer.num_epochs, trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch) == (2, 3, 2)
+    *_, mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    assert mirror_axes == (0, 1, 2)  # training augmentation unchanged
+    assert trainer.inference_allowed_mirroring_axes is None  # no test-time mirroring in smoke runs
+
+
 def test_sr_trainer_without_deep_supervision(lookup, nnunet_env):
     """As composed with single-output networks: the mixin sets enable_deep_supervision = False."""
     base = lookup("nnUNetTrainerFocalSR")
@@ -219,8 +227,10 @@ def test_nnunetv2_train_and_predict_with_focal_sr(nnunet_env, tmp_path):
 
     tree = nnunet_env
     trainer = "nnUNetTrainerFocalSR_smoke"
+    # one export worker: nnU-Net otherwise spawns 8 for its final validation, on 2 shared cores
+    env = {**tree.env, "nnUNet_def_n_proc": "1"}
     tree.run("nnUNetv2_train", str(tree.dataset_id), "3d_fullres", "0", "-p", tree.plans, "-tr", trainer,
-             "-device", "cpu", timeout=900)
+             "-device", "cpu", timeout=1800, env=env)
     out = tree.results / tree.dataset_name / f"{trainer}__{tree.plans}__3d_fullres" / "fold_0"
     assert (out / "checkpoint_final.pth").is_file()
     # nnU-Net's debug.json records the loss the run actually used
@@ -233,7 +243,7 @@ def test_nnunetv2_train_and_predict_with_focal_sr(nnunet_env, tmp_path):
         shutil.copy(image, inp / image.name)
     tree.run("nnUNetv2_predict", "-i", str(inp), "-o", str(pred), "-d", str(tree.dataset_id), "-c", "3d_fullres",
              "-f", "0", "-p", tree.plans, "-tr", trainer, "--disable_tta", "-device", "cpu", "-npp", "1", "-nps", "1",
-             timeout=900)
+             timeout=1800, env=env)
     for image in images:
         seg_file = pred / image.name.replace("_0000.nii.gz", ".nii.gz")
         assert seg_file.is_file()

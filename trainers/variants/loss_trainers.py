@@ -33,7 +33,7 @@ from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_tavr.trainers.losses import FocalLoss, SegAndSkeletonLoss, SkeletonRecallLoss
-from nnunet_tavr.trainers.skeletons import DEFAULT_TUBE_ITERATIONS, SkeletonTargetTransform
+from nnunet_tavr.trainers.skeletons import DEFAULT_COARSEN, DEFAULT_TUBE_ITERATIONS, SkeletonTargetTransform
 
 
 class _SoftmaxLossTrainer(nnUNetTrainer):
@@ -108,6 +108,8 @@ class SkeletonTargets:
     stop_gradient: bool = True
     #: dilations of the one-voxel skeleton into a tube (clipped to the class); 0 = bare skeleton
     skeleton_tube_iterations: int = DEFAULT_TUBE_ITERATIONS
+    #: thin on a grid pooled by this factor (1 = exact thinning; 2 keeps augmentation fast)
+    skeleton_coarsen: int = DEFAULT_COARSEN
     #: recall summed over the batch (gathered over DDP ranks) instead of per sample
     batch_recall: bool = True
 
@@ -123,7 +125,8 @@ class SkeletonTargets:
 
     @classmethod
     def _with_skeletons(cls, transforms, ignore_label):
-        skel = SkeletonTargetTransform(cls.skeleton_tube_iterations, ignore_label=ignore_label)
+        skel = SkeletonTargetTransform(cls.skeleton_tube_iterations, ignore_label=ignore_label,
+                                       coarsen=cls.skeleton_coarsen)
         steps = transforms.transforms
         # before DownsampleSegForDSTransform if there is one, i.e. after everything else
         at = next((i for i, t in enumerate(steps) if type(t).__name__ == "DownsampleSegForDSTransform"), len(steps))

@@ -241,13 +241,17 @@ def test_nnunetv2_train_and_predict(tree, arch, tmp_path):
     assert "SegAndSkeletonLoss" in debug["loss"] and debug["enable_deep_supervision"] == "False"
     assert "PadToMultiple" in debug["network"]
 
+    checkpoint = torch.load(out / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert tuple(checkpoint["inference_allowed_mirroring_axes"]) == (0, 1, 2)
+
     image = _small_image(tree, tmp_path / "in")
     ref = sitk.ReadImage(str(image))
-    for flags, name in ((["--disable_tta"], "plain"), ([], "mirrored")):
+    for flags, name, axes in ((["--disable_tta"], "plain", "None"), ([], "mirrored", "(0, 1, 2)")):
         pred = tmp_path / name
-        tree.run("nnUNetv2_predict", "-i", str(image.parent), "-o", str(pred), "-d", str(tree.dataset_id),
-                 "-c", "3d_fullres", "-f", "0", "-p", tree.plans, "-tr", trainer, "-device", "cpu",
-                 "-npp", "1", "-nps", "1", *flags, timeout=900)
+        proc = tree.run("nnUNetv2_predict", "-i", str(image.parent), "-o", str(pred), "-d", str(tree.dataset_id),
+                        "-c", "3d_fullres", "-f", "0", "-p", tree.plans, "-tr", trainer, "-device", "cpu",
+                        "-npp", "1", "-nps", "1", "--verbose", *flags, timeout=900)
+        assert f"mirror_axes: {axes}" in proc.stdout
         seg = sitk.ReadImage(str(pred / image.name.replace("_0000.nii.gz", ".nii.gz")))
         assert seg.GetSize() == ref.GetSize()
         np.testing.assert_allclose(seg.GetSpacing(), ref.GetSpacing(), rtol=1e-5)

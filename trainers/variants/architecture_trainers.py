@@ -190,6 +190,10 @@ class SmokeRun(ShortSchedule):
     validates a smoke model on demand.
     """
 
+    #: keep nnU-Net's test-time mirroring in the checkpoint, so that nnUNetv2_predict without
+    #: --disable_tta exercises the mirrored sliding window on these networks
+    test_time_mirroring: bool = True
+
     def on_train_end(self) -> None:
         super().on_train_end()
         self._just_trained = True

@@ -37,8 +37,10 @@ from nnunet_tavr.trainers.variants.loss_trainers import (
     nnUNetTrainerSRFocal,
 )
 
-#: Set to 1/true to build SwinUNETR with gradient checkpointing (less memory, ~30% slower steps),
-#: without a new trainer name; weights and checkpoints are the same either way.
+#: Set to 1/true to build SwinUNETR with gradient checkpointing (less activation memory, more compute:
+#: the Swin stages are recomputed in the backward pass) without a new trainer name; weights and
+#: checkpoints are the same either way.  A subclass can instead set
+#: ``network_kwargs = {"feature_size": 48, "gradient_checkpointing": True}``.
 GRADIENT_CHECKPOINTING_ENV = "nnUNet_tavr_gradient_checkpointing"
 
 

@@ -338,6 +338,9 @@ class Pipeline:
             path = measure_dir / kind / "measurements.json"
             if path.is_file():
                 records[kind] = _flat_values(json.loads(path.read_text()))
+        truth_file = s.totalseg / case / "truth.json"
+        if records and truth_file.is_file():
+            records["phantom truth"] = _truth_values(json.loads(truth_file.read_text()))
         if records:
             keys = list(dict.fromkeys(k for rec in records.values() for k in rec))
             lines += ["| measurement | " + " | ".join(records) + " |", "|---|" + "---|" * len(records)]
@@ -376,16 +379,48 @@ def _read_manifest(path: Path) -> list[dict]:
 
 
 def _flat_values(record: dict, prefix: str = "") -> dict[str, str]:
-    """``{"annulus": {"area": {"value": 1, "unit": "mm2"}}}`` -> ``{"annulus area": "1.0 mm2"}``."""
+    """Scalar measurements of a ``measurements.json`` as ``{"annulus area": "387.9 mm2", ...}``.
+
+    Points and vectors are left out (they are in the JSON); a missing value keeps its reason.
+    """
     flat: dict[str, str] = {}
     for key, value in record.items():
+        if not isinstance(value, dict):
+            continue
         name = f"{prefix}{key}"
-        if isinstance(value, dict) and "value" in value and not isinstance(value["value"], dict):
-            v = value["value"]
-            flat[name] = f"{v:.1f} {value.get('unit', '')}".strip() if isinstance(v, (int, float)) and v is not None else f"missing ({value.get('reason', '')})"
-        elif isinstance(value, dict):
+        if "missing" in value and len(value) <= 2:
+            flat[name] = f"missing: {value['missing']}"
+        elif "value" in value:
+            v, unit = value["value"], value.get("unit", "")
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                flat[name] = f"{v:.1f} {unit if unit not in ('1', None) else ''}".strip()
+        else:
             flat.update(_flat_values(value, f"{name} "))
     return flat
+
+
+#: measurements.json names -> the phantom's truth.json keys (mm, mm2)
+_TRUTH_KEYS = {
+    "annulus area": ("annulus_area_mm2", "mm2"),
+    "annulus perimeter": ("annulus_perimeter_mm", "mm"),
+    "annulus area_diameter": ("annulus_area_diameter_mm", "mm"),
+    "annulus perimeter_diameter": ("annulus_perimeter_diameter_mm", "mm"),
+    "annulus min_diameter": ("annulus_min_diameter_mm", "mm"),
+    "annulus max_diameter": ("annulus_max_diameter_mm", "mm"),
+    "aortic_root sinus_diameter": ("sinus_diameter_mm", "mm"),
+    "aortic_root stj_diameter": ("stj_diameter_mm", "mm"),
+    "aortic_root root_height": ("root_height_mm", "mm"),
+    "ascending_aorta diameter": ("ascending_diameter_40mm", "mm"),
+}
+
+
+def _truth_values(truth: dict) -> dict[str, str]:
+    """The phantom's ground truth by construction, in the measurement table's names."""
+    values = {name: f"{truth[key]:.1f} {unit}" for name, (key, unit) in _TRUTH_KEYS.items() if key in truth}
+    for side, iliac in truth.get("iliac", {}).items():
+        narrowest = iliac["stenosis"]["min_diameter_mm"] if iliac.get("stenosis") else iliac["diameter_mm"]
+        values[f"iliac_artery_{side} min_lumen_diameter"] = f"{narrowest:.1f} mm"
+    return values
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -1,7 +1,8 @@
 """``<Trainer>_demo``: the short schedule ``nnunet-tavr demo`` trains on CPU (or GPU) in minutes.
 
 The loss, network and everything else are the parent trainer's; only the number of epochs and
-iterations shrink (12 epochs x 25 training iterations x 5 validation iterations). Dice after such a
+iterations shrink (12 epochs x 25 training iterations x 5 validation iterations) and test-time
+mirroring is off (one forward pass per tile in validation and prediction). Dice after such a
 run reflects minutes of training, not the method's quality: use the parent trainers for real work.
 """
 

@@ -12,8 +12,8 @@ schedules ``<Trainer>_demo`` (``_smoke`` with --quick): the Dice it reports refl
 training, not the method.
 
 Examples:
-  nnunet-tavr demo -o demo_output            # ~15 min on a 2-core CPU
-  nnunet-tavr demo -o demo_output --quick    # ~5 min smoke run (what CI runs)
+  nnunet-tavr demo -o demo_output            # ~10 min on a 2-core CPU
+  nnunet-tavr demo -o demo_output --quick    # ~3 min smoke run (what CI runs)
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``<Trainer>_demo``: the short schedule ``nnunet-tavr demo`` trains on CPU (or GPU) in minutes.
 
 The loss, network and everything else are the parent trainer's; only the number of epochs and
-iterations shrink (12 epochs x 25 training iterations x 5 validation iterations) and test-time
+iterations shrink (30 epochs x 25 training iterations x 5 validation iterations) and test-time
 mirroring is off (one forward pass per tile in validation and prediction). Dice after such a
 run reflects minutes of training, not the method's quality: use the parent trainers for real work.
 """
@@ -13,7 +13,7 @@ from nnunet_tavr.trainers.variants.loss_trainers import nnUNetTrainerDiceCE, nnU
 
 
 class DemoSchedule(ShortSchedule):
-    num_epochs = 12
+    num_epochs = 30
     num_iterations_per_epoch = 25
     num_val_iterations_per_epoch = 5
 

@@ -12,7 +12,7 @@ schedules ``<Trainer>_demo`` (``_smoke`` with --quick): the Dice it reports refl
 training, not the method.
 
 Examples:
-  nnunet-tavr demo -o demo_output            # ~10 min on a 2-core CPU
+  nnunet-tavr demo -o demo_output            # ~11 min on a 2-core CPU
   nnunet-tavr demo -o demo_output --quick    # ~3 min smoke run (what CI runs)
 """
 

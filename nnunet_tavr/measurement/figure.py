@@ -27,6 +27,12 @@ COLOURS = {
 }
 
 
+def _missing_panel(ax, what: str, reason: str) -> None:
+    """An empty panel that says what is missing and why."""
+    ax.text(0.5, 0.5, f"{what} missing:\n{reason}", ha="center", va="center", wrap=True, fontsize=8, transform=ax.transAxes)
+    ax.set_axis_off()
+
+
 def _annulus_panel(ax, record: MeasurementRecord, labels, ct, spacing) -> None:
     from matplotlib.colors import ListedColormap
 
@@ -35,8 +41,7 @@ def _annulus_panel(ax, record: MeasurementRecord, labels, ct, spacing) -> None:
     section = record["annulus"]
     ax.set_title("Annulus plane")
     if not section.ok:
-        ax.text(0.5, 0.5, f"annulus missing:\n{section.missing}", ha="center", va="center", wrap=True, fontsize=8, transform=ax.transAxes)
-        ax.set_axis_off()
+        _missing_panel(ax, "annulus", section.missing)
         return
     g = section.geometry
     contour = np.asarray(g["contour_uv_mm"])
@@ -74,8 +79,7 @@ def _root_panel(ax, record: MeasurementRecord) -> None:
     root, ascending = record["aortic_root"], record["ascending_aorta"]
     ax.set_title("Aortic root and ascending aorta")
     if not root.ok:
-        ax.text(0.5, 0.5, f"root missing:\n{root.missing}", ha="center", va="center", wrap=True, fontsize=8, transform=ax.transAxes)
-        ax.set_axis_off()
+        _missing_panel(ax, "root", root.missing)
         return
     g = root.geometry
     arc = np.asarray(g["arc_mm"], float)

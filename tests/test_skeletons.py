@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from nnunet_tavr.trainers.skeletons import SkeletonTargetTransform, class_skeleton, skeleton_targets
+from nnunet_tavr.trainers.skeletons import SkeletonTargetTransform, _dilate, class_skeleton, skeleton_targets
 
 
 def tube(shape=(40, 40, 40), radius=4.0) -> np.ndarray:
@@ -54,6 +54,20 @@ def test_every_component_keeps_a_skeleton_voxel():
     skel = class_skeleton(mask)
     labels = ndimage.label(mask)[0]
     assert set(np.unique(labels[skel])) == {1, 2}
+    # a cube's stand-in is its deepest voxel: as far from the background as any voxel of the cube
+    depth = ndimage.distance_transform_edt(mask)
+    for component in (1, 2):
+        kept = skel & (labels == component)
+        assert kept.sum() == 1 and depth[kept].max() == depth[labels == component].max()
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+@pytest.mark.parametrize("iterations", [1, 2, 3])
+def test_tube_dilation_matches_scipy(ndim, iterations):
+    mask = np.random.default_rng(ndim * 10 + iterations).random((15,) * ndim) > 0.97
+    mask[(0,) * ndim] = True  # a seed on the border: the outside counts as background
+    cross = ndimage.generate_binary_structure(ndim, 1)
+    np.testing.assert_array_equal(_dilate(mask, iterations), ndimage.binary_dilation(mask, cross, iterations))
 
 
 def test_per_class_skeletons_are_disjoint_subsets_and_the_slab_survives():

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
+import cc3d
+import edt
 import numpy as np
 import torch
 from batchgeneratorsv2.transforms.base.basic_transform import SegOnlyTransform
@@ -82,15 +84,43 @@ def _coarse_skeleton(crop: np.ndarray, k: int) -> np.ndarray:
 
 
 def _keep_components(mask: np.ndarray, skel: np.ndarray) -> np.ndarray:
-    """Add the deepest voxel of every component of ``mask`` that ``skel`` misses."""
-    components, n = ndimage.label(mask)
+    """Add the deepest voxel of every component of ``mask`` that ``skel`` misses.
+
+    Components are face-connected. This runs for every class of every augmented patch, hence
+    connected-components-3d and ``edt`` (several times faster than their scipy.ndimage
+    counterparts on these small boxes); ``edt`` measures each component's depth within itself.
+    """
+    components = cc3d.connected_components(mask, connectivity=2 * mask.ndim)
+    n = int(components.max())
     if n:
-        lost = np.setdiff1d(np.arange(1, n + 1), components[skel])
+        kept = np.zeros(n + 1, dtype=bool)
+        kept[components[skel]] = True
+        lost = np.flatnonzero(~kept[1:]) + 1
         if lost.size:
-            depth = ndimage.distance_transform_edt(mask)
+            depth = edt.edt(components, black_border=True)
             for idx in ndimage.maximum_position(depth, components, lost):
                 skel[idx] = True
     return skel
+
+
+def _dilate(mask: np.ndarray, iterations: int) -> np.ndarray:
+    """Binary dilation by the face-connected cross, ``iterations`` times, by shifted ORs.
+
+    Same result as ``ndimage.binary_dilation(mask, generate_binary_structure(ndim, 1), iterations)``
+    (border treated as background), at a fraction of its per-call overhead on the small per-class
+    boxes of a patch.
+    """
+    out = mask.copy()
+    for _ in range(iterations):
+        grown = out.copy()
+        for axis in range(out.ndim):
+            lead = [slice(None)] * out.ndim
+            trail = [slice(None)] * out.ndim
+            lead[axis], trail[axis] = slice(1, None), slice(None, -1)
+            grown[tuple(lead)] |= out[tuple(trail)]
+            grown[tuple(trail)] |= out[tuple(lead)]
+        out = grown
+    return out
 
 
 def _block_any(mask: np.ndarray, k: int) -> np.ndarray:
@@ -175,7 +205,7 @@ def skeleton_targets(
             # thin and tube on the coarse grid: both are k**ndim times cheaper there
             skel = _coarse_skeleton(mask, coarsen)
             if tube_iterations:
-                skel = ndimage.binary_dilation(skel, footprint, iterations=-(-tube_iterations // coarsen))
+                skel = _dilate(skel, -(-tube_iterations // coarsen))
             skel = _block_repeat(skel, coarsen, mask.shape) & mask
         out[box][skel] = c
     return out
@@ -222,3 +252,4 @@ class SkeletonTargetTransform(SegOnlyTransform):
         seg = segmentation[self.seg_channel].numpy()
         skel = skeleton_targets(seg, None, self.tube_iterations, self.ignore_label, self.coarsen)
         return torch.cat((segmentation, torch.from_numpy(skel).to(segmentation.dtype)[None]), dim=0)
+

@@ -100,12 +100,17 @@ class _OneVsRestFocalSum(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, labels, valid, gamma, eps, first):
+        # Every full-size (b, C, ...) tensor costs a pass over memory and, when freshly allocated,
+        # page faults that cost about as much again: the ops below are arranged to allocate few.
         num_classes = logits.shape[1]
         p = torch.softmax(logits, 1)
-        one_minus = (1 - p).clamp_min_(eps)
+        one_minus = torch.rsub(p, 1).clamp_min_(eps)
         log_one_minus = one_minus.log()
-        p_gamma = (p * p if gamma == 2 else p.pow(gamma)) if gamma else None
-        other = log_one_minus if p_gamma is None else p_gamma * log_one_minus  # -(term) for y = 0
+        if gamma:
+            other = p * p if gamma == 2 else p.pow(gamma)
+            other.mul_(log_one_minus)  # -(term) for y = 0
+        else:
+            other = log_one_minus
         # own class: swap its y = 0 term for the y = 1 term, on the gathered values only
         own = labels.clamp(0, num_classes - 1)
         counted = (labels >= first) & (labels < num_classes)
@@ -117,36 +122,37 @@ class _OneVsRestFocalSum(torch.autograd.Function):
             true_term = (1 - p_own).clamp_min(eps).pow(gamma) * true_term
         swap = (true_term - other.gather(1, own)) * counted
         other = other[:, first:]
-        if valid is not None:
-            other = other * valid
+        total = other.sum() if valid is None else (other * valid).sum()
         # p, 1 - p and log(1 - p) are what backward needs: the same memory autograd would keep
-        ctx.save_for_backward(p, one_minus, log_one_minus, own, counted, valid)
+        ctx.save_for_backward(p, one_minus, log_one_minus, own, counted, valid, p_own)
         ctx.gamma, ctx.eps, ctx.first = gamma, eps, first
-        return -(other.sum() + swap.sum())
+        return -(total + swap.sum())
 
     @staticmethod
     def backward(ctx, grad_output):
-        p, one_minus, log_one_minus, own, counted, valid = ctx.saved_tensors
+        p, one_minus, log_one_minus, own, counted, valid, p_own = ctx.saved_tensors
         gamma, eps, first = ctx.gamma, ctx.eps, ctx.first
         # where 1 - p was clamped the forward term no longer depends on p through log(1 - p)
-        ratio = torch.div(p, one_minus).masked_fill_(one_minus <= eps, 0)
+        u = torch.div(p, one_minus).masked_fill_(one_minus <= eps, 0)
         if gamma:
-            ratio.add_(log_one_minus, alpha=-gamma)
-            ratio.mul_(p * p if gamma == 2 else p.pow(gamma))
-        u = ratio
+            u.add_(log_one_minus, alpha=-gamma)
+            if gamma == 2:
+                u.mul_(p).mul_(p)
+            else:
+                u.mul_(p.pow(gamma))
         if first:
             u[:, :first] = 0
         if valid is not None:
-            u = u * valid
+            u.mul_(valid)
         # own class: replace the y = 0 derivative by the y = 1 one
-        p_own = p.gather(1, own)
         one_minus_own = (1 - p_own).clamp_min(eps)
         if gamma:
             u_true = gamma * p_own * one_minus_own.pow(gamma - 1) * p_own.clamp_min(1e-30).log() - one_minus_own.pow(gamma)
         else:
             u_true = -torch.ones_like(p_own)
         u.scatter_add_(1, own, (u_true - u.gather(1, own)) * counted)
-        grad = torch.addcmul(u, p, u.sum(1, keepdim=True), value=-1).mul_(grad_output)
+        # d/dlogit_k = u_k - p_k sum_c u_c, in place
+        grad = u.addcmul_(p, u.sum(1, keepdim=True), value=-1).mul_(grad_output)
         return grad, None, None, None, None, None
 
 

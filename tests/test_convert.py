@@ -46,6 +46,11 @@ def tree_hashes(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def finished_records(records: Path) -> list[Path]:
+    """Case records written to the end: a run killed mid-write leaves a hidden temporary file."""
+    return [p for p in records.glob("*.json") if not p.name.startswith(".")]
+
+
 def dataset_hashes(folder: Path) -> dict[str, str]:
     """Hashes of everything a user or nnU-Net reads; the manifest without its timing column."""
     out = {}
@@ -275,13 +280,13 @@ def test_killed_conversion_rerun_gives_the_same_dataset(converted, totalseg, tmp
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if records.is_dir() and len(list(records.glob("*.json"))) >= 2:
+        if records.is_dir() and len(finished_records(records)) >= 2:
             break
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGKILL)  # like a cluster scheduler: the whole process group
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the conversion finished before it could be killed"
-    done = len(list(records.glob("*.json")))
+    done = len(finished_records(records))
     assert 2 <= done < N + 1
     assert not (raw2 / "Dataset301_TAVR" / "dataset.json").exists()
 

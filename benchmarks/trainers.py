@@ -67,7 +67,8 @@ class InMemory:
 class PrecomputedSkeletons:
     """The rejected alternative to per-patch thinning: each case's exact skeleton computed once and
     carried through the augmentation as a second segmentation channel (in the loader's
-    previous-stage slot), resampled by nearest neighbour in the spatial transform."""
+    previous-stage slot), resampled by nearest neighbour in the spatial transform. The skeletons are
+    held in memory, so this is an upper bound on its speed: a real cache would be read from disk."""
 
     def __init__(self, dataset):
         from nnunet_tavr.trainers.skeletons import skeleton_targets

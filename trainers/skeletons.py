@@ -32,8 +32,8 @@ from skimage.morphology import skeletonize
 DEFAULT_TUBE_ITERATIONS = 2
 
 #: Default pooling factor of the thinning in the training pipeline (see :func:`class_skeleton`):
-#: with exact thinning nnU-Net's data pipeline runs at about 0.85x its speed, with thinning on a
-#: 2x-pooled grid at about 0.95x (benchmarks/trainers.py, 128^3 patches).
+#: with exact thinning nnU-Net's data pipeline runs at about 0.87x its speed, with thinning on a
+#: 2x-pooled grid at about 0.96x (benchmarks/trainers.py, 128^3 patches).
 DEFAULT_COARSEN = 2
 
 
@@ -252,4 +252,3 @@ class SkeletonTargetTransform(SegOnlyTransform):
         seg = segmentation[self.seg_channel].numpy()
         skel = skeleton_targets(seg, None, self.tube_iterations, self.ignore_label, self.coarsen)
         return torch.cat((segmentation, torch.from_numpy(skel).to(segmentation.dtype)[None]), dim=0)
-

@@ -19,7 +19,7 @@ from nnunet_tavr.label_derivation.rules import (
     derive_aortic_root,
     derive_valve,
     find_root_end,
-    fit_plane,
+    fit_annulus_plane,
 )
 
 __all__ = [
@@ -31,5 +31,5 @@ __all__ = [
     "derive_tavr_labels",
     "derive_valve",
     "find_root_end",
-    "fit_plane",
+    "fit_annulus_plane",
 ]

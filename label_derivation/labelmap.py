@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from nnunet_tavr.geometry import bounding_box, grow_box, offset_box, paste, reach_voxels, relative_box
 from nnunet_tavr.labels import LABELS, PAINT_ORDER
 from nnunet_tavr.label_derivation import rules
 from nnunet_tavr.label_derivation.rules import RootDetails, RuleNotApplicable
@@ -205,7 +206,7 @@ def derive_tavr_labels(
                 return exclude("missing_mask", f"no {name} mask")
             result.warnings.append(f"no {name} mask: label {LABELS[name]} is absent")
             continue
-        boxes[name] = rules.bounding_box(masks[name])
+        boxes[name] = bounding_box(masks[name])
         if boxes[name] is None:
             if name in required:
                 return exclude("empty_mask", f"the {name} mask is empty{src(name)}")
@@ -215,8 +216,7 @@ def derive_tavr_labels(
 
     # Valve and annulus only concern the contact zone: everything they need lies in the
     # ventricle's box grown by the larger threshold. The overlap rule (aorta wins) applies there.
-    margin = rules._margin_voxels(max(valve_mm, annulus_mm), spacing)
-    work = rules._grow(boxes["left_ventricle"], margin, shape)
+    work = grow_box(boxes["left_ventricle"], reach_voxels(max(valve_mm, annulus_mm), spacing), shape)
     aorta_w = aorta[work]
     lv_w = lv[work] & ~aorta_w
     shared = int(np.count_nonzero(lv[work] & aorta_w))
@@ -230,11 +230,10 @@ def derive_tavr_labels(
     if annulus_mm <= valve_mm:
         # An aorta voxel within annulus_mm of the ventricle is within valve_mm of it: a valve voxel.
         # So the annulus (ventricle within annulus_mm of the aorta) only needs the valve's surroundings.
-        near = rules._grow(valve_box, rules._margin_voxels(annulus_mm, spacing), lv_w.shape)
-        valve_near = np.zeros(tuple(n.stop - n.start for n in near), bool)
-        valve_near[tuple(slice(v.start - n.start, v.stop - n.start) for v, n in zip(valve_box, near))] = valve
+        near = grow_box(valve_box, reach_voxels(annulus_mm, spacing), lv_w.shape)
+        valve_near = paste(lv_w[near].shape, relative_box(valve_box, near), valve)
         ann_box, annulus = rules._within_cropped(lv_w[near], valve_near, spacing, annulus_mm)
-        ann_box = None if ann_box is None else _offset(near, ann_box)
+        ann_box = None if ann_box is None else offset_box(near, ann_box)
     else:
         ann_box, annulus = rules._within_cropped(lv_w, aorta_w, spacing, annulus_mm)
     if ann_box is None:
@@ -255,8 +254,8 @@ def derive_tavr_labels(
 
     derived = {
         "aortic_root": (root_box, root),
-        "valve": (_offset(work, valve_box), valve),
-        "annulus": (_offset(work, ann_box), annulus),
+        "valve": (offset_box(work, valve_box), valve),
+        "annulus": (offset_box(work, ann_box), annulus),
     }
     labels = np.zeros(shape, np.uint8)
     counts = np.zeros(len(LABELS), np.int64)
@@ -276,8 +275,3 @@ def derive_tavr_labels(
     counts[0] = 0
     result.voxel_counts = {name: int(counts[value]) for name, value in LABELS.items() if value > 0}
     return labels, result
-
-
-def _offset(outer, inner):
-    """``inner`` (slices relative to ``outer``) as slices of the full array."""
-    return tuple(slice(o.start + i.start, o.start + i.stop) for o, i in zip(outer, inner))

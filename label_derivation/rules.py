@@ -20,6 +20,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from nnunet_tavr.errors import Excluded
+from nnunet_tavr.geometry import (
+    EPS_MM,
+    DegeneratePlane,
+    bounding_box,
+    fit_plane,
+    grow_box,
+    intersect_boxes,
+    offset_box,
+    paste,
+    reach_voxels,
+    relative_box,
+)
+
 #: Paper defaults (3 voxels and 1 voxel at 1.5 mm).
 VALVE_MM = 4.5
 ANNULUS_MM = 1.5
@@ -34,11 +48,7 @@ FLAT_TOLERANCE = 0.0075
 #: Moving-average window (steps) of the curve the end is localised on: only voxel noise is removed.
 LOCAL_WINDOW = 3
 
-# Distances equal to a threshold count as "within" despite float rounding (4.5 mm = 3 x 1.5 mm).
-_EPS_MM = 1e-4
-
-
-class RuleNotApplicable(ValueError):
+class RuleNotApplicable(Excluded):
     """A rule has no answer for this case (the case is excluded, not forced).
 
     Attributes
@@ -50,40 +60,12 @@ class RuleNotApplicable(ValueError):
     """
 
     def __init__(self, code: str, message: str, details: "RootDetails | None" = None):
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
+        super().__init__(code, message)
         self.details = details
 
 
 # ----------------------------------------------------------------------------------------------
-# bounding boxes (tuples of slices) and the distance rules
-
-
-def bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """Tight bounding box of the ``True`` voxels of a 3-D mask as slices, or ``None`` if empty."""
-    # The first axis is reduced over contiguous rows (fast); the other two only inside its range.
-    z = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
-    if z.size == 0:
-        return None
-    sub = mask[z[0] : z[-1] + 1]
-    y = np.flatnonzero(sub.any(axis=(0, 2)))
-    x = np.flatnonzero(sub.any(axis=(0, 1)))
-    return tuple(slice(int(a[0]), int(a[-1]) + 1) for a in (z, y, x))
-
-
-def _grow(box, margin, shape):
-    return tuple(slice(max(b.start - int(m), 0), min(b.stop + int(m), n)) for b, m, n in zip(box, margin, shape))
-
-
-def _intersect(a, b):
-    out = tuple(slice(max(x.start, y.start), min(x.stop, y.stop)) for x, y in zip(a, b))
-    return None if any(s.start >= s.stop for s in out) else out
-
-
-def _margin_voxels(distance_mm: float, spacing) -> np.ndarray:
-    """Voxels per axis that a ball of ``distance_mm`` reaches."""
-    return np.floor((distance_mm + _EPS_MM) / np.asarray(spacing, float)).astype(int)
+# the distance rules
 
 
 def _within_cropped(target: np.ndarray, source: np.ndarray, spacing, distance_mm: float):
@@ -95,33 +77,25 @@ def _within_cropped(target: np.ndarray, source: np.ndarray, spacing, distance_mm
     import edt
 
     shape = target.shape
-    margin = _margin_voxels(distance_mm, spacing)
+    margin = reach_voxels(distance_mm, spacing)
     box_t, box_s = bounding_box(target), bounding_box(source)
     if box_t is None or box_s is None:
         return None, None
     # Every answer lies in the target's box within reach of the source's box ...
-    core = _intersect(box_t, _grow(box_s, margin, shape))
+    core = intersect_boxes(box_t, grow_box(box_s, margin, shape))
     if core is None:
         return None, None
     tight = bounding_box(target[core])  # e.g. only the aortic root inside the ventricle's box
     if tight is None:
         return None, None
-    core = tuple(slice(c.start + t.start, c.start + t.stop) for c, t in zip(core, tight))
+    core = offset_box(core, tight)
     # ... and every source voxel that can be within reach of it lies one margin further out.
-    outer = _grow(core, margin, shape)
+    outer = grow_box(core, margin, shape)
     dist = edt.edt(~source[outer], anisotropy=tuple(float(s) for s in spacing), black_border=False, parallel=1)
-    inner = tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer))
-    sub = target[core] & (dist[inner] <= distance_mm + _EPS_MM)
+    sub = target[core] & (dist[relative_box(core, outer)] <= distance_mm + EPS_MM)
     if not sub.any():
         return None, None
     return core, sub
-
-
-def _paste(shape, box, sub) -> np.ndarray:
-    out = np.zeros(shape, bool)
-    if box is not None:
-        out[box] = sub
-    return out
 
 
 def derive_valve(aorta: np.ndarray, left_ventricle: np.ndarray, spacing, valve_mm: float = VALVE_MM) -> np.ndarray:
@@ -143,7 +117,7 @@ def derive_valve(aorta: np.ndarray, left_ventricle: np.ndarray, spacing, valve_m
     """
     aorta, left_ventricle = np.asarray(aorta, bool), np.asarray(left_ventricle, bool)
     _check_pair(aorta, left_ventricle, spacing)
-    return _paste(aorta.shape, *_within_cropped(aorta, left_ventricle, spacing, valve_mm))
+    return paste(aorta.shape, *_within_cropped(aorta, left_ventricle, spacing, valve_mm))
 
 
 def derive_annulus(aorta: np.ndarray, left_ventricle: np.ndarray, spacing, annulus_mm: float = ANNULUS_MM) -> np.ndarray:
@@ -165,7 +139,7 @@ def derive_annulus(aorta: np.ndarray, left_ventricle: np.ndarray, spacing, annul
     """
     aorta, left_ventricle = np.asarray(aorta, bool), np.asarray(left_ventricle, bool)
     _check_pair(aorta, left_ventricle, spacing)
-    return _paste(aorta.shape, *_within_cropped(left_ventricle, aorta, spacing, annulus_mm))
+    return paste(aorta.shape, *_within_cropped(left_ventricle, aorta, spacing, annulus_mm))
 
 
 def _check_pair(a, b, spacing):
@@ -232,21 +206,13 @@ class RootDetails:
         return cls(**kw)
 
 
-def fit_plane(points_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """Least-squares plane through points (N, 3) in mm.
-
-    Returns the centroid, the unit normal (direction of least variance; its sign is arbitrary) and
-    the RMS distance of the points from the plane (mm). Raises :class:`RuleNotApplicable` when the
-    points do not span a plane (fewer than 3, or collinear).
-    """
-    points_mm = np.asarray(points_mm, float)
-    if len(points_mm) < 3:
-        raise RuleNotApplicable("annulus_degenerate", f"{len(points_mm)} annulus voxel(s): a plane needs at least 3")
-    centre = points_mm.mean(axis=0)
-    _, sv, vt = np.linalg.svd(points_mm - centre, full_matrices=False)
-    if sv[1] <= 1e-6 * max(sv[0], 1e-12):
-        raise RuleNotApplicable("annulus_degenerate", "the annulus voxels are collinear: no plane can be fitted")
-    return centre, vt[-1], float(sv[-1] / np.sqrt(len(points_mm)))
+def fit_annulus_plane(points_mm: np.ndarray):
+    """:func:`nnunet_tavr.geometry.fit_plane` of the annulus voxels, as a rule: a degenerate
+    annulus excludes the case (code ``annulus_degenerate``) instead of raising."""
+    try:
+        return fit_plane(points_mm)
+    except DegeneratePlane as exc:
+        raise RuleNotApplicable("annulus_degenerate", f"annulus voxels: {exc}") from None
 
 
 def derive_aortic_root(
@@ -326,7 +292,7 @@ def derive_aortic_root(
     box, sub, details = _root_cropped(
         aorta, np.argwhere(annulus), spacing, step_mm, window, max_distance_mm, min_prominence, flat_tolerance, annulus_mm
     )
-    return _paste(aorta.shape, box, sub), details
+    return paste(aorta.shape, box, sub), details
 
 
 def smooth_area(area: np.ndarray, window: int = WINDOW) -> np.ndarray:
@@ -409,7 +375,7 @@ def find_root_end(
 def _interface_offset(aorta, annulus_idx, spacing, centre, normal, annulus_mm) -> float:
     """Half the mean distance along ``normal`` from the annulus plane to the aorta's contact layer."""
     lo = annulus_idx.min(axis=0)
-    margin = _margin_voxels(annulus_mm, spacing)
+    margin = reach_voxels(annulus_mm, spacing)
     lo = np.maximum(lo - margin, 0)
     hi = np.minimum(annulus_idx.max(axis=0) + 1 + margin, aorta.shape)
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
@@ -431,7 +397,8 @@ def _root_cropped(aorta, annulus_idx, spacing, step_mm, window, max_distance_mm,
     if step <= 0 or window < 1 or max_distance_mm <= step:
         raise ValueError(f"need step_mm > 0, window >= 1 and max_distance_mm > step_mm (got {step}, {window}, {max_distance_mm})")
 
-    centre, normal, rms = fit_plane(annulus_idx * spacing)
+    plane = fit_annulus_plane(annulus_idx * spacing)
+    centre, normal, rms = plane.centre, plane.normal, plane.rms
     # The annulus disk: its in-plane radius bounds where the aorta leaves the ventricle.
     rel = annulus_idx * spacing - centre
     r_ann = float(np.sqrt(np.max(np.sum(rel**2, axis=1) - (rel @ normal) ** 2)))
@@ -527,7 +494,7 @@ def _root_cropped(aorta, annulus_idx, spacing, step_mm, window, max_distance_mm,
     details.peak_distance_mm = float(distances[peak])
     details.end_distance_mm = end
 
-    in_root = keep & (s <= end + _EPS_MM)
+    in_root = keep & (s <= end + EPS_MM)
     sub = np.zeros(tuple(hi - lo), bool)
     sub[tuple(a[in_root] for a in local)] = True
     details.n_root_voxels = int(in_root.sum())

@@ -23,9 +23,10 @@ from typing import Iterator
 
 import numpy as np
 
+from nnunet_tavr.errors import InputError, MissingFile, Unreadable
 
-class InputError(ValueError):
-    """Bad input: the message names the case and the file."""
+__all__ = ["Geometry", "InputError", "read_image", "read_geometry", "read_array", "read_mask", "atomic_path",
+           "write_array", "write_text", "write_json", "nifti_gz_is_complete"]
 
 
 @dataclass(frozen=True)
@@ -76,15 +77,44 @@ def read_image(path: str | os.PathLike, case: str | None = None):
     path = Path(path)
     where = f"case {case}: " if case else ""
     if not path.is_file():
-        raise InputError(f"{where}file not found: {path}")
+        raise MissingFile(f"{where}file not found: {path}")
     try:
         image = sitk.ReadImage(str(path))
     except Exception as exc:  # SimpleITK raises RuntimeError with a long C++ trace
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{where}cannot read {path}: {first}") from exc
+        raise Unreadable(f"{where}cannot read {path}: {_sitk_reason(exc)}") from exc
     if path.name.endswith(".nii.gz") and not nifti_gz_is_complete(path):
-        raise InputError(f"{where}cannot read {path}: the gzip stream is truncated (incomplete download or copy?)")
+        raise Unreadable(f"{where}cannot read {path}: the gzip stream is truncated (incomplete download or copy?)")
     return image
+
+
+def read_geometry(path: str | os.PathLike, case: str | None = None) -> Geometry:
+    """The voxel grid of an image file, reading only its header."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    where = f"case {case}: " if case else ""
+    if not path.is_file():
+        raise MissingFile(f"{where}file not found: {path}")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except Exception as exc:
+        raise Unreadable(f"{where}cannot read {path}: {_sitk_reason(exc)}") from exc
+    return Geometry.of(reader)
+
+
+def _sitk_reason(exc: BaseException) -> str:
+    """The useful line of a SimpleITK exception.
+
+    Its first line is C++ noise ("Exception thrown in SimpleITK ImageFileReader_Execute:
+    .../sitkImageReaderBase.cxx:99:"); the reason is the last line, after "ERROR: ".
+    """
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    if not lines:
+        return type(exc).__name__
+    last = lines[-1]
+    return last.split("ERROR: ", 1)[1] if "ERROR: " in last else last
 
 
 def nifti_gz_is_complete(path: str | os.PathLike) -> bool:

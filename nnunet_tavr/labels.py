@@ -1,6 +1,8 @@
-"""The TAVR label map: the single source of truth for label names and values.
+"""Label names, values and colours: the single source of truth for every label map of the project.
 
-Every module that writes, reads or reports TAVR labels imports it from here.
+Every module that writes, reads, reports or draws labels imports them from here: the TAVR label map
+(:data:`LABELS`) and one colour per class name (:data:`COLOURS`), which covers the classes of every
+dataset scheme so that a class has the same colour in every figure.
 """
 
 from __future__ import annotations
@@ -47,6 +49,38 @@ PAINT_ORDER: tuple[str, ...] = (
 )
 
 
-def dataset_json_labels() -> dict[str, int]:
-    """Label block of an nnU-Net ``dataset.json`` (name -> value, background included)."""
-    return dict(LABELS)
+#: One RGB colour (0-1) per class name, for every figure of every dataset scheme. The TAVR colours
+#: follow the paper's Table 1 (b): aorta grey, valve red, annulus light green, aortic root blue.
+COLOURS: dict[str, tuple[float, float, float]] = {
+    "aorta": (0.62, 0.62, 0.62),
+    "left_ventricle": (0.96, 0.62, 0.20),
+    "aortic_root": (0.15, 0.35, 0.95),
+    "valve": (0.90, 0.10, 0.10),
+    "annulus": (0.40, 0.95, 0.30),
+    "iliac_artery_left": (0.10, 0.80, 0.80),
+    "iliac_artery_right": (0.10, 0.55, 0.30),
+}
+
+#: Colour of a class this table does not know (a user's own label map).
+OTHER_COLOUR = (0.85, 0.85, 0.20)
+
+
+def colour(name: str) -> tuple[float, float, float]:
+    """The colour of class ``name`` (:data:`COLOURS`, else :data:`OTHER_COLOUR`)."""
+    return COLOURS.get(name, OTHER_COLOUR)
+
+
+def label_colormap(labels: dict[str, int] | None = None, background=(0.0, 0.0, 0.0, 0.0)):
+    """A matplotlib ``ListedColormap`` indexed by label value (default: the TAVR map).
+
+    Value ``v`` gets the colour of the class named ``v`` in ``labels``; values without a class
+    (gaps in the numbering) are transparent, like the background. Use it with
+    ``vmin=-0.5, vmax=len(colormap.colors) - 0.5``.
+    """
+    from matplotlib.colors import ListedColormap
+
+    labels = LABELS if labels is None else labels
+    by_value = {int(v): k for k, v in labels.items() if not isinstance(v, (list, tuple))}
+    top = max(by_value, default=0)
+    colours = [background] + [(*colour(by_value[v]), 1.0) if v in by_value else (0.0, 0.0, 0.0, 0.0) for v in range(1, top + 1)]
+    return ListedColormap(colours)

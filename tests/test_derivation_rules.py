@@ -13,7 +13,7 @@ from nnunet_tavr.label_derivation import (
     derive_tavr_labels,
     derive_valve,
     find_root_end,
-    fit_plane,
+    fit_annulus_plane,
 )
 from nnunet_tavr.labels import LABELS, PAINT_ORDER
 
@@ -119,28 +119,15 @@ def test_distance_rules_on_empty_or_distant_masks_are_empty():
 
 
 # ----------------------------------------------------------------------------------------------
-# plane fit
+# plane fit as a rule (the fit itself is tested in test_geometry.py)
 
 
-def test_fit_plane_recovers_a_rotated_plane():
-    rng = np.random.default_rng(3)
-    normal = np.array([0.3, -0.8, 0.52])
-    normal /= np.linalg.norm(normal)
-    u = np.cross(normal, [1.0, 0, 0])
-    u /= np.linalg.norm(u)
-    v = np.cross(normal, u)
-    pts = 20 + rng.uniform(-10, 10, (200, 1)) * u + rng.uniform(-10, 10, (200, 1)) * v + rng.normal(0, 0.2, (200, 1)) * normal
-    centre, n, rms = fit_plane(pts)
-    assert abs(abs(np.dot(n, normal)) - 1) < 1e-3
-    assert rms == pytest.approx(0.2, abs=0.05)
-    np.testing.assert_allclose(centre, pts.mean(axis=0))
-
-
-def test_fit_plane_refuses_degenerate_input():
+def test_degenerate_annulus_excludes_the_case():
     with pytest.raises(RuleNotApplicable, match="annulus_degenerate"):
-        fit_plane(np.zeros((2, 3)))
-    with pytest.raises(RuleNotApplicable, match="collinear"):
-        fit_plane(np.outer(np.arange(10.0), [1.0, 2.0, 3.0]))
+        fit_annulus_plane(np.zeros((2, 3)))
+    with pytest.raises(RuleNotApplicable, match="collinear") as info:
+        fit_annulus_plane(np.outer(np.arange(10.0), [1.0, 2.0, 3.0]))
+    assert info.value.code == "annulus_degenerate"
 
 
 # ----------------------------------------------------------------------------------------------

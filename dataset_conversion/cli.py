@@ -1,15 +1,18 @@
-"""Convert TotalSegmentator (or your own CTs with TotalSegmentator masks) into an nnU-Net raw dataset
-with the TAVR labels, a seeded train/val/test split and a manifest of every kept and dropped case.
+"""Convert TotalSegmentator (or your own CTs) into an nnU-Net raw dataset, through a dataset scheme,
+with a seeded train/val/test split and a manifest of every kept and dropped case.
 
-  nnunet-tavr convert TOTALSEG_DIR -d 301                      # -> $nnUNet_raw/Dataset301_TAVR
+  nnunet-tavr convert TOTALSEG_DIR -d 301                      # TAVR labels -> $nnUNet_raw/Dataset301_TAVR
   nnunet-tavr convert TOTALSEG_DIR -d 301 --shard 3/8          # one job of a cluster array (0-based)
   nnunet-tavr convert TOTALSEG_DIR -d 301 --merge              # after all shards: dataset.json + splits
   nnunet-tavr convert -d 301 --install-splits                  # splits_final.json -> $nnUNet_preprocessed
+  nnunet-tavr convert CASES --scheme import --labels LABELS_DIR --mapping map.json -d 302
+                                                               # your label maps (released pseudo-labels, MM-WHS, ...)
 
-A case is kept when its TAVR anatomy can be derived (aorta and left ventricle present, valve and
-annulus non-empty, aortic root found); empty iliac arteries are allowed unless --require-iliacs.
-Reruns skip finished cases and redo broken ones. Test cases go to imagesTs/labelsTs; folds 0-4 of
-splits_final.json are a 5-fold CV over train+val, fold 5 is the paper's single train/val split.
+Schemes: tavr (default; the paper's 7 classes derived by rule), import (existing label maps and a
+label mapping). A case is kept when its scheme can make it; dropped cases are listed in
+manifest.csv with the reason. Reruns skip finished cases and redo broken ones. Test cases go to
+imagesTs/labelsTs; folds 0-4 of splits_final.json are a 5-fold CV over train+val (grouped by
+patient where a scheme makes several cases per patient), fold 5 is the paper's single split.
 """
 
 from __future__ import annotations
@@ -20,39 +23,40 @@ from pathlib import Path
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    from nnunet_tavr.dataset_conversion.scheme import SCHEMES, scheme_class
+
     parser.add_argument("source", type=Path, nargs="?", help="TotalSegmentator dataset folder (sXXXX/ + meta.csv) or a folder of CASE/ct.nii.gz + segmentations")
-    parser.add_argument("-d", "--dataset-id", type=int, required=True, help="nnU-Net dataset id, e.g. 301")
-    parser.add_argument("-n", "--name", default="TAVR", help="dataset name: DatasetXXX_NAME (default TAVR)")
+    parser.add_argument("-d", "--dataset-id", type=int, required=True, help="nnU-Net dataset id (1-999), e.g. 301")
+    parser.add_argument("-n", "--name", default=None, help="dataset name: DatasetXXX_NAME (default: the scheme's, TAVR for tavr)")
+    parser.add_argument("--scheme", choices=list(SCHEMES), default="tavr", help="what the dataset is (default tavr)")
     parser.add_argument("-np", "--num-processes", type=int, default=1, help="parallel worker processes (default 1)")
     parser.add_argument("--shard", default=None, metavar="I/N", help="convert only shard I of N (0 <= I < N, round-robin over sorted case ids); finish with --merge")
     parser.add_argument("--merge", action="store_true", help="convert nothing: write dataset.json, splits and manifest from the shards' results")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id (or made with other settings)")
-    parser.add_argument("--require-iliacs", action="store_true", help="drop cases whose iliac arteries are absent (default: keep them with empty iliac labels)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the train/val/test split and the CV folds (default 12345)")
     parser.add_argument("--qc", action="store_true", help="also write a QC figure per case to qc/<case>.png")
     parser.add_argument("--install-splits", action="store_true", help="copy splits_final.json into $nnUNet_preprocessed/DatasetXXX_NAME (after conversion, or alone without SOURCE)")
     parser.add_argument("--raw", type=Path, default=None, help="nnU-Net raw root (default $nnUNet_raw)")
     parser.add_argument("--preprocessed", type=Path, default=None, help="nnU-Net preprocessed root (default $nnUNet_preprocessed)")
-    parser.add_argument("--valve-mm", type=float, default=None, help="valve rule distance in mm (derivation default: 4.5)")
-    parser.add_argument("--annulus-mm", type=float, default=None, help="annulus rule distance in mm (derivation default: 1.5)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    for name in SCHEMES:
+        scheme_class(name).add_arguments(parser)
 
 
 def main(args: argparse.Namespace) -> int:
-    from nnunet_tavr.dataset_conversion.convert import ConversionOptions, ConversionRefused, convert_dataset, install_dataset_splits
+    from nnunet_tavr.dataset_conversion.convert import ConversionOptions, convert_dataset
+    from nnunet_tavr.dataset_conversion.finalize import install_dataset_splits
     from nnunet_tavr.dataset_conversion.layouts import parse_shard
+    from nnunet_tavr.dataset_conversion.scheme import scheme_class
     from nnunet_tavr.dataset_conversion.splits import DEFAULT_SEED
-    from nnunet_tavr.io import InputError
+    from nnunet_tavr.errors import InputError, Refused
 
-    derive_kwargs = {k: v for k, v in (("valve_mm", args.valve_mm), ("annulus_mm", args.annulus_mm)) if v is not None}
-    options = ConversionOptions(
-        dataset_id=args.dataset_id,
-        dataset_name=args.name,
-        require_iliacs=args.require_iliacs,
-        seed=DEFAULT_SEED if args.seed is None else args.seed,
-        derive_kwargs=derive_kwargs,
-    )
     try:
+        scheme = scheme_class(args.scheme).from_args(args)
+        options = ConversionOptions(
+            dataset_id=args.dataset_id, dataset_name=args.name, scheme=scheme,
+            seed=DEFAULT_SEED if args.seed is None else args.seed,
+        )
         if args.source is None:
             if not args.install_splits:
                 print("error: SOURCE is required (only --install-splits runs without it)", file=sys.stderr)
@@ -71,9 +75,10 @@ def main(args: argparse.Namespace) -> int:
                 return 0
             print(f"next: nnUNetv2_plan_and_preprocess -d {args.dataset_id} --verify_dataset_integrity")
         if args.install_splits:
-            target, replaced = install_dataset_splits(options, preprocessed=args.preprocessed, raw=args.raw)
+            target, replaced = install_dataset_splits(options if args.source is not None else args.dataset_id,
+                                                      preprocessed=args.preprocessed, raw=args.raw)
             print(f"installed {target}" + (" (replaced a different splits_final.json)" if replaced else ""))
-    except (ConversionRefused, InputError, ValueError, FileNotFoundError) as exc:
+    except (Refused, InputError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -13,8 +13,8 @@ Every id listed in ``meta.csv`` is a case, even when its folder is missing (the 
 with that reason, so the manifest accounts for every listed CT); subject folders that ``meta.csv``
 does not list are cases too.
 
-**Generic** (your own CTs, no ``meta.csv``): each sub-folder holding a CT (``ct.nii.gz``, ``ct.nii``,
-``ct.mha``, ``ct.nrrd``) or TotalSegmentator output is a case named after the folder. Masks are a
+**Generic** (your own CTs, no ``meta.csv``): each sub-folder holding a CT (``ct`` with any ending of
+:data:`nnunet_tavr.totalseg.IMAGE_ENDINGS`) or TotalSegmentator output is a case named after the folder. Masks are a
 ``segmentations/`` folder of per-structure files (``TotalSegmentator -o``; add the left ventricle
 with ``-ta heartchambers_highres -o`` into the same folder) and/or multilabel files (``--ml``) named
 after their TotalSegmentator task, ``total.nii.gz`` (v2), ``total_v1.nii.gz`` or
@@ -27,23 +27,18 @@ after their TotalSegmentator task, ``total.nii.gz`` (v2), ``total_v1.nii.gz`` or
     ROOT/patient_b/heartchambers_highres.nii.gz   (TotalSegmentator --ml -ta heartchambers_highres)
 
 What is inside a case folder (v1/v2 mask names, multilabel files) is read by
-``nnunet_tavr.label_derivation.subject.load_subject``; this module only lists folders.
+:func:`nnunet_tavr.subject.load_subject` through the dataset scheme; this module only lists folders.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-#: File names recognised as a case's CT.
-CT_NAMES = ("ct.nii.gz", "ct.nii", "ct.mha", "ct.nrrd")
-#: Multilabel files recognised in a case folder, by TotalSegmentator task (file = ``<task>.nii.gz``).
-MULTILABEL_TASK_FILES = ("total", "total_v1", "heartchambers_highres")
-#: Case identifiers nnU-Net and file systems handle without surprises.
-CASE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+from nnunet_tavr import totalseg
+from nnunet_tavr.errors import InputError, InvalidCaseId, MissingFile
 
 
 @dataclass(frozen=True)
@@ -56,14 +51,15 @@ class CaseSource:
         The nnU-Net case identifier (the TotalSegmentator subject id or the folder name).
     path : Path
         The case folder.
-    problem : str or None
+    problem : InputError or None
         Why the case cannot be converted before reading anything (e.g. listed in ``meta.csv`` but
-        its folder is missing); ``None`` when nothing is known to be wrong.
+        its folder is missing, or an id that cannot name a file); ``None`` when nothing is known to
+        be wrong. Its ``code`` is the manifest's reason.
     """
 
     case_id: str
     path: Path
-    problem: str | None = None
+    problem: InputError | None = None
 
 
 def read_meta_ids(meta_csv: str | os.PathLike) -> list[str]:
@@ -77,27 +73,14 @@ def read_meta_ids(meta_csv: str | os.PathLike) -> list[str]:
     rows = list(csv.reader(lines, delimiter=delimiter))
     header = [h.strip() for h in rows[0]]
     if "image_id" not in header:
-        from nnunet_tavr.io import InputError
-
         raise InputError(f"{meta_csv}: no 'image_id' column (found {header}); is this TotalSegmentator's meta.csv?")
     column = header.index("image_id")
     return [row[column].strip() for row in rows[1:] if len(row) > column and row[column].strip()]
 
 
-def multilabel_files(folder: str | os.PathLike) -> list[tuple[str, Path]]:
-    """``(task, path)`` of the TotalSegmentator multilabel files in a case folder."""
-    found = []
-    for task in MULTILABEL_TASK_FILES:
-        for ext in (".nii.gz", ".nii"):
-            path = Path(folder) / f"{task}{ext}"
-            if path.is_file():
-                found.append((task, path))
-                break
-    return found
-
-
 def _looks_like_case(folder: Path) -> bool:
-    return any((folder / name).exists() for name in CT_NAMES) or (folder / "segmentations").is_dir() or bool(multilabel_files(folder))
+    return (totalseg.find_image(folder, totalseg.CT_STEM) is not None or (folder / totalseg.SEGMENTATIONS_DIR).is_dir()
+            or bool(totalseg.multilabel_files(folder)))
 
 
 def discover_cases(root: str | os.PathLike) -> tuple[str, list[CaseSource]]:
@@ -110,13 +93,13 @@ def discover_cases(root: str | os.PathLike) -> tuple[str, list[CaseSource]]:
     cases : list of CaseSource
         Duplicates and invalid identifiers are kept and carry a ``problem``.
     """
-    from nnunet_tavr.io import InputError
+    from nnunet_tavr.dataset_conversion.outputs import check_case_id
 
     root = Path(root)
     if not root.is_dir():
-        raise InputError(f"input folder not found: {root}")
+        raise MissingFile(f"input folder not found: {root}")
     folders = {p.name: p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and _looks_like_case(p)}
-    meta = root / "meta.csv"
+    meta = root / totalseg.META_CSV
     if meta.is_file():
         layout = "totalsegmentator"
         listed = read_meta_ids(meta)
@@ -128,10 +111,14 @@ def discover_cases(root: str | os.PathLike) -> tuple[str, list[CaseSource]]:
     for case_id in sorted(ids):
         path = root / case_id
         problem = None
-        if not CASE_ID_PATTERN.match(case_id):
-            problem = f"invalid case id {case_id!r}: use letters, digits, '_' and '-' only"
-        elif case_id not in folders:
-            problem = f"case {case_id}: listed in {meta} but {path} is missing or holds no CT / segmentations"
+        try:
+            check_case_id(case_id)
+        except InvalidCaseId as exc:
+            problem = exc
+            path = root  # never a path built from the id: it may point anywhere
+        else:
+            if case_id not in folders:
+                problem = MissingFile(f"case {case_id}: listed in {meta} but {path} is missing or holds no CT / segmentations")
         cases.append(CaseSource(case_id, path, problem))
     return layout, cases
 

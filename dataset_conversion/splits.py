@@ -12,7 +12,14 @@ those proportions for any number of kept cases and write:
     (``nnUNetv2_train 301 3d_fullres 5`` trains exactly the paper's protocol).
 
   Test cases are never in any fold; they live in ``imagesTs`` / ``labelsTs``.
-- ``tavr_splits.json``: the record of how the split was made (seed, proportions, the three sets).
+- ``tavr_splits.json``: the project's record of how the split was made (seed, proportions, the
+  three sets, and the groups when there are any).
+
+**Groups.** When several cases come from one patient (e.g. the angiography frames of one CT),
+``groups`` maps each case to its patient and everything above is done on patients: a patient's
+cases are all in training, all in validation or all in the test set, and all in one fold's
+validation set. Without groups every case is its own patient, which gives exactly the ungrouped
+split.
 
 nnU-Net reads ``splits_final.json`` from ``$nnUNet_preprocessed/DatasetXXX_Name/``;
 :func:`install_splits` copies it there (``nnUNetv2_plan_and_preprocess`` also copies it from the raw
@@ -33,8 +40,6 @@ from nnunet_tavr.io import write_json
 PAPER_PROPORTIONS: tuple[int, int, int] = (378, 100, 100)
 #: Number of cross-validation folds (nnU-Net's default).
 NUM_FOLDS = 5
-#: Index of the extra fold that holds the paper's single train/validation split.
-PAPER_FOLD = NUM_FOLDS
 #: Default seed of the train/val/test assignment.
 DEFAULT_SEED = 12345
 
@@ -58,36 +63,54 @@ def split_sizes(n: int, proportions: tuple[int, ...] = PAPER_PROPORTIONS) -> tup
     return tuple(int(s) for s in sizes)
 
 
-def split_cases(case_ids, seed: int = DEFAULT_SEED, proportions: tuple[int, int, int] = PAPER_PROPORTIONS) -> dict[str, list[str]]:
+def _members(groups: dict[str, str] | None, case_ids) -> dict[str, list[str]]:
+    """Group -> its cases (sorted); without ``groups`` every case is its own group."""
+    out: dict[str, list[str]] = {}
+    for case in sorted(set(map(str, case_ids))):
+        out.setdefault(str(groups[case]) if groups else case, []).append(case)
+    return out
+
+
+def _expand(group_ids, members: dict[str, list[str]]) -> list[str]:
+    return sorted(c for g in group_ids for c in members[str(g)])
+
+
+def split_cases(case_ids, seed: int = DEFAULT_SEED, proportions: tuple[int, int, int] = PAPER_PROPORTIONS,
+                groups: dict[str, str] | None = None) -> dict[str, list[str]]:
     """Assign cases to ``train`` / ``val`` / ``test`` at random (seeded), in the given proportions.
 
-    The result depends only on the *set* of case ids and the seed (ids are sorted first), never on
-    the order in which cases were converted. Each returned list is sorted.
+    With ``groups`` (case -> patient), patients are assigned and proportions count patients. The
+    result depends only on the *set* of case ids (and groups) and the seed (ids are sorted first),
+    never on the order in which cases were converted. Each returned list is sorted.
     """
-    ids = sorted(set(map(str, case_ids)))
+    members = _members(groups, case_ids)
+    ids = sorted(members)
     n_train, n_val, n_test = split_sizes(len(ids), proportions)
     order = np.random.default_rng(seed).permutation(len(ids))
     shuffled = [ids[i] for i in order]
     return {
-        "train": sorted(shuffled[:n_train]),
-        "val": sorted(shuffled[n_train : n_train + n_val]),
-        "test": sorted(shuffled[n_train + n_val :]),
+        "train": _expand(shuffled[:n_train], members),
+        "val": _expand(shuffled[n_train : n_train + n_val], members),
+        "test": _expand(shuffled[n_train + n_val :], members),
     }
 
 
-def nnunet_folds(split: dict[str, list[str]], seed: int = DEFAULT_SEED, num_folds: int = NUM_FOLDS) -> list[dict[str, list[str]]]:
+def nnunet_folds(split: dict[str, list[str]], seed: int = DEFAULT_SEED, num_folds: int = NUM_FOLDS,
+                 groups: dict[str, str] | None = None) -> list[dict[str, list[str]]]:
     """``splits_final.json`` content: ``num_folds`` CV folds over train + val, then the paper's split.
 
-    Uses nnU-Net's own ``generate_crossval_split``. With fewer train + val cases than folds, the number
-    of CV folds shrinks to the number of cases (each case validated once); fewer than 2 is an error.
+    Uses nnU-Net's own ``generate_crossval_split`` (on patients when ``groups`` are given). With
+    fewer train + val patients than folds, the number of CV folds shrinks to the number of patients
+    (each validated once); fewer than 2 is an error.
     """
     from nnunetv2.utilities.crossval_split import generate_crossval_split
 
-    trval = sorted(split["train"] + split["val"])
+    members = _members(groups, split["train"] + split["val"])
+    trval = sorted(members)
     if len(trval) < 2:
-        raise ValueError(f"cross-validation needs at least 2 training + validation cases, got {len(trval)}")
+        raise ValueError(f"cross-validation needs at least 2 training + validation patients, got {len(trval)}")
     folds = generate_crossval_split(trval, seed=seed, n_splits=min(num_folds, len(trval)))
-    folds = [{"train": sorted(map(str, f["train"])), "val": sorted(map(str, f["val"]))} for f in folds]
+    folds = [{"train": _expand(f["train"], members), "val": _expand(f["val"], members)} for f in folds]
     folds.append({"train": sorted(split["train"]), "val": sorted(split["val"])})
     return folds
 
@@ -113,15 +136,36 @@ def check_splits(split: dict[str, list[str]], folds: list[dict[str, list[str]]])
         raise ValueError("the cross-validation folds do not validate every training + validation case exactly once")
 
 
-def write_splits(dataset_dir: str | os.PathLike, case_ids, seed: int = DEFAULT_SEED, proportions=PAPER_PROPORTIONS) -> dict:
+def check_groups(split: dict[str, list[str]], folds: list[dict[str, list[str]]], groups: dict[str, str]) -> None:
+    """Raise ``ValueError`` if a patient's cases are in two of train / val / test, or in the
+    training and the validation side of one fold."""
+    def patients(cases):
+        return {groups[c] for c in cases}
+
+    train, val, test = (patients(split[k]) for k in ("train", "val", "test"))
+    for a, b, names in ((train, val, "train and val"), (train, test, "train and test"), (val, test, "val and test")):
+        if a & b:
+            raise ValueError(f"patient(s) {sorted(a & b)[:5]} are in both {names}")
+    for i, fold in enumerate(folds):
+        shared = patients(fold["train"]) & patients(fold["val"])
+        if shared:
+            raise ValueError(f"fold {i}: patient(s) {sorted(shared)[:5]} are in both train and val")
+
+
+def write_splits(dataset_dir: str | os.PathLike, case_ids, seed: int = DEFAULT_SEED, proportions=PAPER_PROPORTIONS,
+                 groups: dict[str, str] | None = None) -> dict:
     """Split ``case_ids`` and write ``splits_final.json`` and ``tavr_splits.json`` into ``dataset_dir``.
 
-    Returns the ``tavr_splits.json`` record (``train``, ``val``, ``test``, ``folds``, seed, ...).
+    ``groups`` (case -> patient) keeps a patient's cases together (see the module docstring); it is
+    stored in the record. Returns the ``tavr_splits.json`` record (``train``, ``val``, ``test``,
+    ``folds``, seed, ...).
     """
     dataset_dir = Path(dataset_dir)
-    split = split_cases(case_ids, seed, proportions)
-    folds = nnunet_folds(split, seed)
+    split = split_cases(case_ids, seed, proportions, groups)
+    folds = nnunet_folds(split, seed, groups=groups)
     check_splits(split, folds)
+    if groups:
+        check_groups(split, folds, groups)
     record = {
         "seed": int(seed),
         "proportions": {"train": proportions[0], "val": proportions[1], "test": proportions[2]},
@@ -131,6 +175,8 @@ def write_splits(dataset_dir: str | os.PathLike, case_ids, seed: int = DEFAULT_S
         "paper_fold": len(folds) - 1,
         **split,
     }
+    if groups:
+        record["groups"] = {c: str(groups[c]) for c in sorted(groups)}
     write_json(folds, dataset_dir / "splits_final.json")
     write_json(record, dataset_dir / "tavr_splits.json")
     return {**record, "nnunet_folds": folds}

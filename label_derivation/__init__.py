@@ -5,8 +5,8 @@ aorta and left-ventricle masks; with the iliac arteries they form the exclusive 
 of :mod:`nnunet_tavr.labels`.
 
 - :mod:`.rules`: ``derive_valve``, ``derive_annulus``, ``derive_aortic_root`` (pure numpy).
-- :mod:`.labelmap`: ``derive_tavr_labels`` (label map + :class:`DerivationResult`).
-- :mod:`.subject`: ``load_subject`` / ``load_masks`` (TotalSegmentator layouts, geometry checks).
+- :mod:`.labelmap`: ``derive_tavr_labels`` (label map + :class:`DerivationResult`), the inputs it reads.
+- :mod:`.case`: one case from its masks to its label map and QC figure (``derive`` and ``convert``).
 - :mod:`.qc`: per-case and dataset-level QC figures.
 - :mod:`.cli`: ``nnunet-tavr derive``.
 """

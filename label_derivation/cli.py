@@ -51,8 +51,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="recompute outputs that exist already")
 
 
-def _params(args) -> dict:
-    return dict(
+def _params(args):
+    from nnunet_tavr.label_derivation.case import DerivationParams
+
+    return DerivationParams(
         valve_mm=args.valve_mm,
         annulus_mm=args.annulus_mm,
         step_mm=args.step_mm,
@@ -63,59 +65,27 @@ def _params(args) -> dict:
     )
 
 
-def _required(args) -> tuple[str, ...]:
-    base = ("aorta", "left_ventricle")
-    return base + ("iliac_artery_left", "iliac_artery_right") if args.require_iliacs else base
-
-
 def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def derive_case(subject, output, report=None, qc=None, params=None, required=None, ct_for_qc=True):
-    """Derive one loaded :class:`~nnunet_tavr.label_derivation.subject.Subject` and write its outputs.
+def _write_outputs(derivation, output, report=None, qc=None) -> None:
+    """Label map (unless excluded), QC figure and JSON report of one case, each atomically."""
+    from nnunet_tavr.io import write_array, write_json
+    from nnunet_tavr.label_derivation.case import report_record, write_qc
 
-    Writes (atomically) the label map to ``output`` unless the case is excluded, then the QC
-    figure and the JSON report. Returns the :class:`DerivationResult`.
-    """
-    import numpy as np
-
-    from nnunet_tavr.io import read_array, write_array, write_json
-    from nnunet_tavr.label_derivation.labelmap import REQUIRED, derive_tavr_labels
-    from nnunet_tavr.labels import LABELS
-
-    labels, result = derive_tavr_labels(
-        subject.masks, subject.spacing, case=subject.case, required=required or REQUIRED, sources=subject.mask_paths, **(params or {})
-    )
-    result.warnings = list(subject.warnings) + result.warnings
-    if labels is not None:
-        write_array(labels, subject.geometry, output)
+    if derivation.labels is not None:
+        write_array(derivation.labels, derivation.subject.geometry, output)
     elif Path(output).exists():
         Path(output).unlink()  # a stale map from an earlier run must not outlive its exclusion
     if qc is not None:
-        from nnunet_tavr.label_derivation.qc import plot_case
-
-        ct = None
-        if ct_for_qc and subject.ct_path is not None:
-            ct, _ = read_array(subject.ct_path, subject.case)
-        shown = labels
-        if shown is None:  # show the coarse masks of an excluded case
-            shown = np.zeros(subject.geometry.shape, np.uint8)
-            for name in ("aorta", "left_ventricle", "iliac_artery_left", "iliac_artery_right")[::-1]:
-                if name in subject.masks:
-                    shown[subject.masks[name] & (shown == 0)] = LABELS[name]
-        plot_case(qc, subject.spacing, shown, result, ct=ct)
+        write_qc(derivation, qc)
     if report is not None:
-        record = result.to_dict()
-        record["inputs"] = {name: str(p) for name, p in subject.mask_paths.items()}
-        record["ct"] = None if subject.ct_path is None else str(subject.ct_path)
-        record["output"] = None if labels is None else str(output)
-        write_json(record, report)
-    return result
+        write_json(report_record(derivation, output), report)
 
 
 def _single(args) -> int:
-    from nnunet_tavr.label_derivation.subject import load_subject
+    from nnunet_tavr.label_derivation.case import derive_case, load_tavr_subject
 
     explicit = {
         name: path
@@ -139,8 +109,10 @@ def _single(args) -> int:
     if done and not args.force:
         print(f"{args.output} exists; nothing to do (use --force to recompute)")
         return 0
-    subject = load_subject(args.subject, mask_paths=explicit, multilabel=multilabel, ct_path=args.ct, required=("aorta", "left_ventricle"), warn=_warn)
-    result = derive_case(subject, args.output, args.report, args.qc, _params(args), _required(args))
+    subject = load_tavr_subject(args.subject, mask_paths=explicit, multilabel=multilabel, ct_path=args.ct, warn=_warn)
+    derivation = derive_case(subject, _params(args), args.require_iliacs)
+    _write_outputs(derivation, args.output, args.report, args.qc)
+    result = derivation.result
     for message in result.warnings:
         if message not in subject.warnings:
             _warn(message)
@@ -158,38 +130,44 @@ def _batch(args) -> int:
 
     from tqdm import tqdm
 
+    from nnunet_tavr.dataset_conversion.layouts import discover_cases
     from nnunet_tavr.io import InputError, write_json, write_text
+    from nnunet_tavr.label_derivation.case import derive_case, load_tavr_subject
     from nnunet_tavr.label_derivation.labelmap import DerivationResult
     from nnunet_tavr.label_derivation.qc import plot_dataset_curves
-    from nnunet_tavr.label_derivation.subject import load_subject
+    from nnunet_tavr.totalseg import multilabel_files
 
     if args.subject is None or not args.subject.is_dir():
         raise SystemExit(f"--batch needs a dataset folder, got {args.subject}")
-    subjects = sorted(p for p in args.subject.iterdir() if p.is_dir() and (p / "segmentations").is_dir())
-    if not subjects:
-        raise SystemExit(f"no subject folders with segmentations/ in {args.subject}")
+    _, cases = discover_cases(args.subject)
+    if not cases:
+        raise SystemExit(f"no case folders (CT or segmentations/) in {args.subject}")
     out = args.output
     out.mkdir(parents=True, exist_ok=True)
     results, failed = [], []
-    for subject_dir in tqdm(subjects, desc="derive", unit="case"):
-        case = subject_dir.name
+    for source in tqdm(cases, desc="derive", unit="case"):
+        case = source.case_id
         report = out / f"{case}.json"
         if report.exists() and not args.force:  # reports are written last: a report marks a finished case
             results.append(DerivationResult.from_dict(json.loads(report.read_text())))
             continue
         try:
-            subject = load_subject(subject_dir, required=("aorta", "left_ventricle"))
+            if source.problem:
+                raise source.problem
+            subject = load_tavr_subject(source.path, case=case, multilabel=multilabel_files(source.path))
         except InputError as exc:
-            failed.append(f"{case}: {exc}")
+            failed.append((case, exc))
             tqdm.write(f"error: {exc}", file=sys.stderr)
             continue
+        derivation = derive_case(subject, _params(args), args.require_iliacs)
         qc = None if args.no_qc else out / "qc" / f"{case}.png"
-        results.append(derive_case(subject, out / f"{case}.nii.gz", report, qc, _params(args), _required(args)))
+        _write_outputs(derivation, out / f"{case}.nii.gz", report, qc)
+        results.append(derivation.result)
     rows = ["case;ok;root_end_mm;excluded_reason"]
     for r in results:
         end = "" if not r.ok or r.root is None else f"{r.root.end_distance_mm:.2f}"
         rows.append(f"{r.case};{int(r.ok)};{end};{r.excluded_reason or ''}")
-    rows += [f"{line.split(':')[0]};0;;input error: {line.split(':', 1)[1].strip()}" for line in failed]
+    rows += [f"{case};0;;input error ({exc.code}): {exc}" for case, exc in failed]
     write_text("\n".join(rows) + "\n", out / "derivation.csv")
     summary = plot_dataset_curves(out / "dataset_curves.png", results)
     summary["n_input_errors"] = len(failed)

@@ -25,19 +25,27 @@ from nnunet_tavr.labels import LABELS, PAINT_ORDER
 from nnunet_tavr.label_derivation import rules
 from nnunet_tavr.label_derivation.rules import RootDetails, RuleNotApplicable
 
-#: Coarse structures the derivation reads, by our label names.
-COARSE = ("aorta", "left_ventricle", "iliac_artery_left", "iliac_artery_right")
-
-#: TotalSegmentator mask names accepted as keys of ``masks`` (v1 and v2 use the same names).
-TOTALSEG_NAMES = {
+#: The coarse structures the derivation reads: our label name -> TotalSegmentator mask name (the
+#: same in v1 and v2; the ventricle comes from v1's ``total`` or v2's ``heartchambers_highres``).
+INPUTS: dict[str, str] = {
     "aorta": "aorta",
-    "heart_ventricle_left": "left_ventricle",
+    "left_ventricle": "heart_ventricle_left",
     "iliac_artery_left": "iliac_artery_left",
     "iliac_artery_right": "iliac_artery_right",
 }
+COARSE = tuple(INPUTS)
+#: TotalSegmentator mask names accepted as keys of ``masks``.
+TOTALSEG_NAMES = {ts_name: name for name, ts_name in INPUTS.items()}
 
 #: Masks without which a case is excluded.
 REQUIRED = ("aorta", "left_ventricle")
+#: The iliac arteries, required too when a dataset is for access planning (``require_iliacs``).
+ILIACS = ("iliac_artery_left", "iliac_artery_right")
+
+
+def required_structures(require_iliacs: bool = False) -> tuple[str, ...]:
+    """The masks a case must have: aorta and left ventricle, plus both iliac arteries if asked."""
+    return REQUIRED + ILIACS if require_iliacs else REQUIRED
 
 #: Exclusion codes and what they mean (the message in ``excluded_reason`` gives the specifics).
 EXCLUSION_CODES = {
@@ -149,6 +157,7 @@ def derive_tavr_labels(
     required: tuple[str, ...] = REQUIRED,
     case: str | None = None,
     sources: dict | None = None,
+    looked_for: dict | None = None,
 ) -> tuple[np.ndarray | None, DerivationResult]:
     """Derive the exclusive TAVR label map from coarse masks (paper section 2.1).
 
@@ -169,6 +178,9 @@ def derive_tavr_labels(
         Case identifier, copied into the result.
     sources : dict, optional
         Structure name -> where its mask came from (a file), named in exclusion messages.
+    looked_for : dict, optional
+        Structure name -> where a mask that is not in ``masks`` was looked for (and how to make
+        it), named in exclusion and warning messages (:attr:`nnunet_tavr.subject.Subject.looked_for`).
 
     Returns
     -------
@@ -195,6 +207,9 @@ def derive_tavr_labels(
     def src(name: str) -> str:
         return f" ({sources[name]})" if sources and name in sources else ""
 
+    def where(name: str) -> str:
+        return f" ({looked_for[name]})" if looked_for and name in looked_for else ""
+
     def exclude(code: str, message: str):
         result.excluded_code, result.excluded_reason = code, f"{code}: {message}"
         return None, result
@@ -203,8 +218,8 @@ def derive_tavr_labels(
     for name in COARSE:
         if name not in masks:
             if name in required:
-                return exclude("missing_mask", f"no {name} mask")
-            result.warnings.append(f"no {name} mask: label {LABELS[name]} is absent")
+                return exclude("missing_mask", f"no {name} mask{where(name)}")
+            result.warnings.append(f"no {name} mask: label {LABELS[name]} is absent{where(name)}")
             continue
         boxes[name] = bounding_box(masks[name])
         if boxes[name] is None:

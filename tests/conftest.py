@@ -38,16 +38,22 @@ class NnunetTree:
     plans: str = "nnUNetTinyPlans"
 
     @property
+    def folders(self):
+        from nnunet_tavr.folders import NnunetFolders
+
+        return NnunetFolders.under(self.root)
+
+    @property
     def raw(self) -> Path:
-        return self.root / "nnUNet_raw"
+        return self.folders.raw
 
     @property
     def preprocessed(self) -> Path:
-        return self.root / "nnUNet_preprocessed"
+        return self.folders.preprocessed
 
     @property
     def results(self) -> Path:
-        return self.root / "nnUNet_results"
+        return self.folders.results
 
     @property
     def phantoms(self) -> Path:
@@ -63,13 +69,10 @@ class NnunetTree:
 
 
 def nnunet_env(root: Path) -> dict:
-    from nnunet_tavr.trainer_path import ext_trainer_env
+    from nnunet_tavr.folders import NnunetFolders
 
-    env = ext_trainer_env()
+    env = NnunetFolders.under(root).env()
     env.update(
-        nnUNet_raw=str(root / "nnUNet_raw"),
-        nnUNet_preprocessed=str(root / "nnUNet_preprocessed"),
-        nnUNet_results=str(root / "nnUNet_results"),
         nnUNet_n_proc_DA="0",  # data augmentation in the main process: 2 cores, many tests
         nnUNet_def_n_proc="1",  # one export worker in validation/prediction (each imports torch: ~1 GB)
         OMP_NUM_THREADS="2",
@@ -102,8 +105,7 @@ def tavr_nnunet(tmp_path_factory) -> NnunetTree:
 
     root = tmp_path_factory.mktemp("nnunet")
     tree = NnunetTree(root=root, env=nnunet_env(root))
-    for folder in (tree.raw, tree.preprocessed, tree.results):
-        folder.mkdir(parents=True, exist_ok=True)
+    tree.folders.makedirs()
     _build_raw_dataset(tree)
     planning_env = {k: v for k, v in tree.env.items() if k != "nnUNet_n_proc_DA"}  # planning needs >= 1
     tree.run(

@@ -19,18 +19,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnunet_tavr.dataset_conversion.convert import (
-    ConversionOptions,
-    ConversionRefused,
-    classify_input_error,
-    convert_dataset,
-    read_manifest,
-)
+from nnunet_tavr.dataset_conversion.convert import ConversionOptions, convert_dataset
+from nnunet_tavr.dataset_conversion.finalize import read_manifest
 from nnunet_tavr.dataset_conversion.layouts import discover_cases, parse_shard, shard_of
+from nnunet_tavr.dataset_conversion.schemes.tavr import TavrScheme
 from nnunet_tavr.dataset_conversion.splits import check_splits
+from nnunet_tavr.errors import Refused as ConversionRefused
+from nnunet_tavr.label_derivation.case import DerivationParams
 
 SHAPE, SPACING = (96, 80, 80), 3.0
-DERIVE = {"annulus_mm": 3.0}
+DERIVE = DerivationParams(annulus_mm=3.0)
 N = 10
 BROKEN = {
     "s0001": "empty_mask",  # chest-less scan: empty left ventricle
@@ -88,12 +86,12 @@ def converted(totalseg, tmp_path_factory):
     """One uninterrupted conversion (the reference for the fault tests), input hashed before."""
     raw = tmp_path_factory.mktemp("raw")
     before = tree_hashes(totalseg)
-    summary = convert_dataset(totalseg, ConversionOptions(301, derive_kwargs=DERIVE), raw=raw, progress=False)
+    summary = convert_dataset(totalseg, options(), raw=raw, progress=False)
     return raw, summary, before
 
 
-def options(**kw):
-    return ConversionOptions(301, derive_kwargs=DERIVE, **kw)
+def options(dataset_id=301, name=None, require_iliacs=False, **kw):
+    return ConversionOptions(dataset_id, name, scheme=TavrScheme(DERIVE, require_iliacs=require_iliacs), **kw)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -124,13 +122,9 @@ def test_discover_generic_layout(tmp_path):
     layout, cases = discover_cases(tmp_path)
     assert layout == "generic"
     assert [c.case_id for c in cases] == ["bad name", "patient-b", "patient_a", "patient_c"]
-    assert "invalid case id" in cases[0].problem and not any(c.problem for c in cases[1:])
-
-
-def test_classify_input_error():
-    assert classify_input_error("case s1: cannot read /x/ct.nii.gz: truncated gzip stream") == "unreadable"
-    assert classify_input_error("case s1: file not found: /x/ct.nii.gz") == "missing_file"
-    assert classify_input_error("case s1: /x/a.nii.gz is not on the grid of /x/ct.nii.gz: shape (9, 8, 8) != (9, 8, 9)") == "geometry_mismatch"
+    assert "invalid case id" in str(cases[0].problem) and cases[0].problem.code == "invalid_case_id"
+    assert cases[0].path == tmp_path  # no path is ever built from an invalid id
+    assert not any(c.problem for c in cases[1:])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -233,18 +227,19 @@ def test_overwrite_policy(converted, totalseg, tmp_path):
     with pytest.raises(ConversionRefused, match="seed"):
         convert_dataset(totalseg, options(seed=1), raw=raw2, progress=False)
     with pytest.raises(ConversionRefused, match="already used"):
-        convert_dataset(totalseg, ConversionOptions(301, "Other", derive_kwargs=DERIVE), raw=raw2, progress=False)
+        convert_dataset(totalseg, options(301, "Other"), raw=raw2, progress=False)
     foreign = tmp_path / "raw3" / "Dataset302_TAVR"
     foreign.mkdir(parents=True)
     (foreign / "dataset.json").write_text("{}")
     with pytest.raises(ConversionRefused, match="not made by"):
-        convert_dataset(totalseg, ConversionOptions(302, derive_kwargs=DERIVE), raw=tmp_path / "raw3", progress=False)
+        convert_dataset(totalseg, options(302), raw=tmp_path / "raw3", progress=False)
     with pytest.raises(ConversionRefused, match="--overwrite with --shard"):
         convert_dataset(totalseg, options(), raw=raw2, shard=(0, 2), overwrite=True, progress=False)
     # --overwrite rebuilds with the new settings; a --require-iliacs run drops s0005 for its iliacs
     summary = convert_dataset(totalseg, options(require_iliacs=True), raw=raw2, overwrite=True, progress=False)
     assert summary.converted == N + 1
-    assert summary.dropped["no_iliacs"] == ["s0005"]
+    assert summary.dropped["empty_mask"] == ["s0001", "s0002", "s0005"]  # one requirement, one code
+    assert "iliac_artery_left" in read_manifest(summary.folder).set_index("case").loc["s0005", "detail"]
     assert "s0005" not in summary.kept and len(summary.kept) == len(KEPT) - 1
 
 
@@ -300,10 +295,11 @@ def test_killed_conversion_rerun_gives_the_same_dataset(converted, totalseg, tmp
 def test_nnunet_plan_and_preprocess_verifies_the_dataset(converted, tmp_path):
     """``nnUNetv2_plan_and_preprocess --verify_dataset_integrity`` accepts the converted dataset."""
     from nnunet_tavr.cli import main as cli_main
+    from nnunet_tavr.folders import NnunetFolders
 
     raw, _, _ = converted
     pre = tmp_path / "preprocessed"
-    env = dict(os.environ, nnUNet_raw=str(raw), nnUNet_preprocessed=str(pre), nnUNet_results=str(tmp_path / "results"), OMP_NUM_THREADS="1")
+    env = dict(NnunetFolders(raw, pre, tmp_path / "results").env(), OMP_NUM_THREADS="1")
     exe = str(Path(sys.executable).with_name("nnUNetv2_plan_and_preprocess"))
     proc = subprocess.run([exe, "-d", "301", "-c", "3d_fullres", "-np", "1", "-npfp", "1", "--verify_dataset_integrity"],
                           env=env, capture_output=True, text=True, timeout=600)
@@ -337,7 +333,7 @@ def test_dataset_script_and_cli_errors(converted, totalseg, capsys):
 def test_generic_layout_with_multilabel_files(tmp_path):
     """Own CTs: a folder of TotalSegmentator masks, multilabel ``--ml`` files, and a case without LV."""
     from nnunet_tavr.io import write_array
-    from nnunet_tavr.label_derivation.subject import MULTILABEL_TASKS
+    from nnunet_tavr.totalseg import TASKS
     from nnunet_tavr.phantom import make_subject, write_subject
 
     src = tmp_path / "own"
@@ -345,18 +341,18 @@ def test_generic_layout_with_multilabel_files(tmp_path):
     ph = make_subject(12, shape=SHAPE, spacing=SPACING)
     write_array(ph.ct, ph.geometry, src / "patient_b" / "ct.nii.gz")
     ml = np.zeros(SHAPE, np.uint8)
-    task = MULTILABEL_TASKS["total_v1"]
-    for ours, theirs in (("aorta", "aorta"), ("left_ventricle", "heart_ventricle_left"), ("iliac_artery_left", "iliac_artery_left"), ("iliac_artery_right", "iliac_artery_right")):
-        ml[ph.masks[theirs]] = task[ours]
+    ids = TASKS["total_v1"].ids
+    for name in ("aorta", "heart_ventricle_left", "iliac_artery_left", "iliac_artery_right"):
+        ml[ph.masks[name]] = ids[name]
     write_array(ml, ph.geometry, src / "patient_b" / "total_v1.nii.gz")
     ph = make_subject(13, shape=SHAPE, spacing=SPACING)
     write_subject(ph, src / "patient_c")
     (src / "patient_c" / "segmentations" / "heart_ventricle_left.nii.gz").unlink()  # v2 'total' has no LV
 
-    summary = convert_dataset(src, ConversionOptions(303, "Own", derive_kwargs=DERIVE), raw=tmp_path / "raw", qc=True, progress=False)
+    summary = convert_dataset(src, options(303, "Own"), raw=tmp_path / "raw", qc=True, progress=False)
     assert summary.kept == ["patient_a", "patient_b"]
-    # --qc: a figure per case that reached the derivation, and the dataset curve
-    assert sorted(p.name for p in (summary.folder / "qc").iterdir()) == ["area_curve.png", "patient_a.png", "patient_b.png"]
+    # --qc: a figure per case (the excluded one shows its coarse masks and why), and the dataset curve
+    assert sorted(p.name for p in (summary.folder / "qc").iterdir()) == ["area_curve.png", "patient_a.png", "patient_b.png", "patient_c.png"]
     assert summary.dropped == {"missing_mask": ["patient_c"]}
     detail = read_manifest(summary.folder).set_index("case").loc["patient_c", "detail"]
     assert "heartchambers_highres" in detail  # says how to get a left ventricle

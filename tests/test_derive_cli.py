@@ -100,16 +100,18 @@ def test_explicit_masks_on_an_oblique_grid_keep_the_affine(dataset, baseline, tm
     assert _digest(tmp_path) == {**before, "labels.nii.gz": out.read_bytes()}  # inputs unchanged
 
 
-def test_missing_left_ventricle_says_how_to_get_one(dataset, tmp_path, capsys):
+def test_missing_left_ventricle_is_an_exclusion_that_says_how_to_get_one(dataset, tmp_path, capsys):
     subject = tmp_path / "s9"
     shutil.copytree(dataset / "s0000", subject)
     # TotalSegmentator v2's default task: a whole heart, no chambers.
     (subject / "segmentations" / "heart_ventricle_left.nii.gz").rename(subject / "segmentations" / "heart.nii.gz")
-    out = tmp_path / "labels.nii.gz"
-    assert cli(["derive", str(subject), "-o", str(out)]) == 2
+    out, report = tmp_path / "labels.nii.gz", tmp_path / "report.json"
+    assert cli(["derive", str(subject), "-o", str(out), "--report", str(report)]) == 1  # excluded, as documented
     err = capsys.readouterr().err
     assert "heartchambers_highres" in err and "s9" in err and "heart_ventricle_left" in err and "whole heart" in err
     assert not out.exists()
+    record = json.loads(report.read_text())
+    assert not record["ok"] and record["excluded_code"] == "missing_mask" and "heartchambers_highres" in record["excluded_reason"]
 
 
 def test_totalsegmentator_output_folder_without_ct(dataset, baseline, tmp_path):

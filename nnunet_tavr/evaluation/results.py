@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from nnunet_tavr.folders import NnunetFolders
 from nnunet_tavr.io import InputError
 
 #: File endings SimpleITK reads; others go through the nnU-Net reader named by the file ending.
@@ -33,14 +34,12 @@ CACHE_VERSION = 1
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """An nnU-Net dataset as the comparison needs it."""
+    """An nnU-Net dataset as the comparison needs it: its name, labels, file ending and folders."""
 
     name: str
     labels: dict
     file_ending: str
-    raw: Path | None
-    preprocessed: Path | None
-    results: Path | None
+    folders: NnunetFolders
 
     @property
     def ignore_value(self) -> int | None:
@@ -89,34 +88,6 @@ class Inventory:
         return self
 
 
-def _env_dir(value: str | os.PathLike | None, variable: str) -> Path | None:
-    value = value if value is not None else os.environ.get(variable)
-    return Path(value) if value else None
-
-
-def dataset_name(dataset: str | int, roots: Sequence[Path | None]) -> str:
-    """``DatasetXXX_Name`` from an id or a name.
-
-    Same rule as nnU-Net's ``maybe_convert_to_dataset_name`` (a unique ``DatasetXXX_*`` folder in
-    raw, preprocessed or results), but over the roots given here instead of the ones nnU-Net read
-    from the environment when it was first imported, so that explicit ``--results`` etc. work.
-    """
-    text = str(dataset)
-    if text.startswith("Dataset"):
-        return text
-    try:
-        number = int(text)
-    except ValueError:
-        raise InputError(f"dataset must be an integer id or a DatasetXXX_Name, not {text!r}") from None
-    prefix = f"Dataset{number:03d}_"
-    found = sorted({p.name for root in roots if root and root.is_dir() for p in root.iterdir() if p.name.startswith(prefix) and p.is_dir()})
-    if len(found) != 1:
-        where = ", ".join(str(r) for r in roots if r) or "(no nnU-Net folders set)"
-        what = "no folder" if not found else f"several folders ({', '.join(found)})"
-        raise InputError(f"dataset {number}: {what} named {prefix}* in {where}")
-    return found[0]
-
-
 def load_dataset(
     dataset: str | int,
     raw: str | os.PathLike | None = None,
@@ -127,11 +98,9 @@ def load_dataset(
 
     Folders default to ``$nnUNet_raw``, ``$nnUNet_preprocessed`` and ``$nnUNet_results``.
     """
-    raw = _env_dir(raw, "nnUNet_raw")
-    preprocessed = _env_dir(preprocessed, "nnUNet_preprocessed")
-    results = _env_dir(results, "nnUNet_results")
-    name = dataset_name(dataset, [raw, preprocessed, results])
-    candidates = [root / name / "dataset.json" for root in (preprocessed, raw) if root]
+    folders = NnunetFolders.resolve(raw, preprocessed, results)
+    name = folders.find_dataset(dataset)
+    candidates = [root / name / "dataset.json" for root in (folders.preprocessed, folders.raw) if root]
     path = next((p for p in candidates if p.is_file()), None)
     if path is None:
         raise InputError(f"dataset {name}: no dataset.json in {', '.join(map(str, candidates)) or '(no folders set)'}")
@@ -140,7 +109,7 @@ def load_dataset(
         labels, file_ending = dict(meta["labels"]), str(meta["file_ending"])
     except (ValueError, KeyError) as exc:
         raise InputError(f"dataset {name}: cannot read labels and file_ending from {path}: {exc}") from exc
-    return DatasetInfo(name, labels, file_ending, raw, preprocessed, results)
+    return DatasetInfo(name, labels, file_ending, folders)
 
 
 def _cases_in(folder: Path, file_ending: str) -> dict[str, Path]:
@@ -149,18 +118,11 @@ def _cases_in(folder: Path, file_ending: str) -> dict[str, Path]:
     return {p.name[: -len(file_ending)]: p for p in sorted(folder.iterdir()) if p.name.endswith(file_ending) and p.is_file()}
 
 
-def trainer_folder(info: DatasetInfo, trainer: str, plans: str, configuration: str) -> Path:
-    """nnU-Net's output folder of one trainer / plans / configuration."""
-    if info.results is None:
-        raise InputError("no results folder: set $nnUNet_results or pass --results")
-    return info.results / info.name / f"{trainer}__{plans}__{configuration}"
-
-
 def load_splits(info: DatasetInfo) -> list[dict] | None:
     """``splits_final.json`` of the dataset, or ``None`` when there is none."""
-    if info.preprocessed is None:
+    if info.folders.preprocessed is None:
         return None
-    path = info.preprocessed / info.name / "splits_final.json"
+    path = info.folders.preprocessed_dataset(info.name) / "splits_final.json"
     if not path.is_file():
         return None
     try:
@@ -177,16 +139,14 @@ def collect_validation(
     The cases a fold should have come from ``splits_final.json``; without it, the cases present in
     the folder are taken as complete (and a gap says that missing cases could not be detected).
     """
-    if info.preprocessed is None:
-        raise InputError("no preprocessed folder: set $nnUNet_preprocessed or pass --preprocessed")
-    gt_folder = info.preprocessed / info.name / "gt_segmentations"
+    gt_folder = info.folders.preprocessed_dataset(info.name) / "gt_segmentations"
     references = _cases_in(gt_folder, info.file_ending)
     if not references:
         raise InputError(f"dataset {info.name}: no reference segmentations (*{info.file_ending}) in {gt_folder}")
     splits = load_splits(info)
     inventory = Inventory()
     for trainer in trainers:
-        base = trainer_folder(info, trainer, plans, configuration)
+        base = info.folders.trainer_folder(info.name, trainer, plans, configuration)
         if not base.is_dir():
             inventory.gaps += [Gap(trainer, "val", str(f), None, f"no results folder {base}") for f in folds]
             continue
@@ -224,9 +184,9 @@ def collect_test(
     if len(prediction_folders) != len(trainers):
         raise InputError(f"--test needs one prediction folder per trainer ({len(trainers)}), got {len(prediction_folders)}")
     if labels_folder is None:
-        if info.raw is None:
+        if info.folders.raw is None:
             raise InputError("no test labels: pass --test-labels or set $nnUNet_raw")
-        labels_folder = info.raw / info.name / "labelsTs"
+        labels_folder = info.folders.raw_dataset(info.name) / "labelsTs"
     labels_folder = Path(labels_folder)
     references = _cases_in(labels_folder, info.file_ending)
     if not references:

@@ -6,8 +6,9 @@
 - :func:`plot_dataset_curves`: the area curves of many cases on one distance axis, mean and
   spread (as Fig. 1), with the distribution of root ends.
 
-Planes are sampled from the (z, y, x) arrays with ``scipy.ndimage.map_coordinates`` in the arrays'
-physical frame (index * spacing, mm); labels with nearest-neighbour, the CT linearly.
+Planes are :class:`nnunet_tavr.geometry.PlaneGrid` s sampled from the (z, y, x) arrays in the
+arrays' physical frame (index * spacing, mm); labels with nearest-neighbour, the CT linearly.
+Labels are drawn in the colours of :data:`nnunet_tavr.labels.COLOURS`.
 """
 
 from __future__ import annotations
@@ -16,51 +17,12 @@ import os
 
 import numpy as np
 
+from nnunet_tavr.geometry import PlaneGrid, plane_frame
 from nnunet_tavr.io import atomic_path
-from nnunet_tavr.labels import DISPLAY_NAMES, LABELS, PAINT_ORDER
+from nnunet_tavr.labels import DISPLAY_NAMES, LABELS, PAINT_ORDER, colour, label_colormap
 
-#: Label colours: aorta grey, valve red, annulus light green, root blue (paper Table 1 (b)).
-COLORS = {
-    "aorta": (0.62, 0.62, 0.62),
-    "left_ventricle": (0.96, 0.62, 0.20),
-    "aortic_root": (0.15, 0.35, 0.95),
-    "valve": (0.90, 0.10, 0.10),
-    "annulus": (0.40, 0.95, 0.30),
-    "iliac_artery_left": (0.10, 0.80, 0.80),
-    "iliac_artery_right": (0.10, 0.55, 0.30),
-}
-
-
-def _label_cmap():
-    from matplotlib.colors import ListedColormap
-
-    colors = [(0, 0, 0, 0)] + [(*COLORS[name], 1.0) for name, v in sorted(LABELS.items(), key=lambda kv: kv[1]) if v > 0]
-    return ListedColormap(colors)
-
-
-def sample_plane(volume, spacing, origin_mm, u, v, half_u, v_range, res_mm, order=0, cval=0.0):
-    """Sample ``volume`` on the plane ``origin + a*u + b*v`` (a in [-half_u, half_u], b in v_range).
-
-    Returns an image of shape (len(b), len(a)): rows follow ``v``, columns follow ``u`` (mm).
-    """
-    from scipy.ndimage import map_coordinates
-
-    a = np.arange(-half_u, half_u + 1e-9, res_mm)
-    b = np.arange(v_range[0], v_range[1] + 1e-9, res_mm)
-    pts = origin_mm[None, None, :] + b[:, None, None] * v[None, None, :] + a[None, :, None] * u[None, None, :]
-    idx = (pts / np.asarray(spacing, float)).transpose(2, 0, 1)
-    return map_coordinates(volume, idx, order=order, mode="constant", cval=cval)
-
-
-def _in_plane_axes(normal):
-    """Two unit vectors spanning the plane orthogonal to ``normal``; the first as superior as possible."""
-    normal = np.asarray(normal, float)
-    up = np.array([1.0, 0.0, 0.0])  # array axis 0 = z
-    if abs(np.dot(up, normal)) > 0.95:
-        up = np.array([0.0, 1.0, 0.0])
-    u = up - np.dot(up, normal) * normal
-    u /= np.linalg.norm(u)
-    return u, np.cross(normal, u)
+#: The root's colour, which marks its end and the dataset curves.
+ROOT_COLOUR = colour("aortic_root")
 
 
 def _show(ax, ct_img, lab_img, extent, title):
@@ -69,7 +31,8 @@ def _show(ax, ct_img, lab_img, extent, title):
         ax.imshow(ct_img, cmap="gray", vmin=-200, vmax=600, extent=extent, origin="lower", interpolation="bilinear")
     if lab_img is not None:
         masked = np.ma.masked_equal(lab_img.astype(int), 0)
-        ax.imshow(masked, cmap=_label_cmap(), vmin=-0.5, vmax=len(LABELS) - 0.5, alpha=0.55, extent=extent, origin="lower", interpolation="nearest")
+        cmap = label_colormap()
+        ax.imshow(masked, cmap=cmap, vmin=-0.5, vmax=cmap.N - 0.5, alpha=0.55, extent=extent, origin="lower", interpolation="nearest")
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("mm")
     ax.set_aspect("equal")
@@ -84,7 +47,7 @@ def plot_area_curve(ax, root, reference_end_mm: float | None = None) -> None:
         k = int(np.argmin(np.abs(d - root.peak_distance_mm)))
         ax.plot(d[k], smooth[k], "^", color="tab:orange", ms=9, label=f"first maximum {d[k]:.1f} mm")
     if root.end_distance_mm is not None:
-        ax.axvline(root.end_distance_mm, color=COLORS["aortic_root"], lw=2, label=f"root end {root.end_distance_mm:.1f} mm")
+        ax.axvline(root.end_distance_mm, color=ROOT_COLOUR, lw=2, label=f"root end {root.end_distance_mm:.1f} mm")
     if reference_end_mm is not None:
         ax.axvline(reference_end_mm, color="tab:green", ls="--", lw=1.5, label=f"reference {reference_end_mm:.1f} mm")
     ax.set_xlabel("distance from annulus plane (mm)")
@@ -132,26 +95,30 @@ def plot_case(
     volumes = [v for v in (ct, labels) if v is not None]
     if root is not None and volumes:
         p, n = np.asarray(root.plane_point_mm, float), np.asarray(root.plane_normal, float)
-        u, v = _in_plane_axes(n)
+        u, v = plane_frame(n, max_cos=0.95)  # u as superior as the plane allows
+        ct32 = None if ct is None else ct.astype(np.float32)
         half = 30.0
+        # Image rows follow the first axis, columns the second (origin="lower": rows go up).
+        annulus = PlaneGrid.spanning(p, u, v, (-half, half), (-half, half), res_mm)
         # On an oblique grid the one-voxel annulus layer is a staircase that a single plane cuts
         # only in stripes: show a thin slab around the interface, the highest-precedence label per pixel.
         slab = root.slab_mm
-        ct_img = None if ct is None else sample_plane(ct.astype(np.float32), spacing, p - 0.5 * slab * n, v, u, half, (-half, half), res_mm, order=1, cval=-1024)
+        ct_img = None if ct is None else annulus.sample(ct32, spacing, -0.5 * slab, order=1, cval=-1024)
         lab_img = None
         if labels is not None:
             rank = np.zeros(len(LABELS), np.uint8)
             rank[[LABELS[name] for name in PAINT_ORDER]] = np.arange(1, len(PAINT_ORDER) + 1)
-            stack = np.stack([sample_plane(labels, spacing, p + t * n, v, u, half, (-half, half), res_mm, order=0) for t in np.linspace(-slab, 0.5 * slab, 4)])
+            stack = np.stack([annulus.sample(labels, spacing, t, order=0) for t in np.linspace(-slab, 0.5 * slab, 4)])
             lab_img = np.take_along_axis(stack, np.argmax(rank[stack], axis=0)[None], axis=0)[0]
         _show(axes[0], ct_img, lab_img, (-half, half, -half, half), f"annulus plane (slab {-slab:.1f}..{0.5 * slab:.1f} mm)")
         far = max(60.0, (root.end_distance_mm or 30.0) + 30.0)
-        ct_img = None if ct is None else sample_plane(ct.astype(np.float32), spacing, p, u, n, half + 10, (-30.0, far), res_mm, order=1, cval=-1024)
-        lab_img = None if labels is None else sample_plane(labels, spacing, p, u, n, half + 10, (-30.0, far), res_mm, order=0)
+        along = PlaneGrid.spanning(p, n, u, (-30.0, far), (-half - 10, half + 10), res_mm)
+        ct_img = None if ct is None else along.sample(ct32, spacing, order=1, cval=-1024)
+        lab_img = None if labels is None else along.sample(labels, spacing, order=0)
         _show(axes[1], ct_img, lab_img, (-half - 10, half + 10, -30.0, far), "along the root axis")
         axes[1].axhline(0.0, color="w", lw=0.8, ls=":")
         if root.end_distance_mm is not None:
-            axes[1].axhline(root.end_distance_mm, color=COLORS["aortic_root"], lw=1.2, ls="--")
+            axes[1].axhline(root.end_distance_mm, color=ROOT_COLOUR, lw=1.2, ls="--")
         axes[1].set_ylabel("distance from annulus plane (mm)")
         plot_area_curve(axes[2], root, reference_end_mm)
     else:
@@ -170,7 +137,7 @@ def plot_case(
         axes[2].axis("off")
     present = [] if labels is None else [name for name, val in LABELS.items() if val and np.any(labels == val)]
     if present:
-        axes[0].legend(handles=[Patch(color=COLORS[n], label=DISPLAY_NAMES[n]) for n in present], fontsize=7, loc="lower left", framealpha=0.7)
+        axes[0].legend(handles=[Patch(color=colour(n), label=DISPLAY_NAMES[n]) for n in present], fontsize=7, loc="lower left", framealpha=0.7)
     title = f"{result.case or ''}"
     if result.excluded_reason:
         title += f"  EXCLUDED: {result.excluded_reason}"
@@ -221,9 +188,9 @@ def plot_dataset_curves(path: str | os.PathLike, results, max_distance_mm: float
             q10, q90 = np.nanpercentile(curves, [10, 90], axis=0)
         for c in curves[:50]:
             ax.plot(grid, c, color="0.75", lw=0.5, zorder=1)
-        ax.fill_between(grid, mean - sd, mean + sd, color=COLORS["aortic_root"], alpha=0.25, label="mean ± SD", zorder=2)
-        ax.plot(grid, q10, ":", color=COLORS["aortic_root"], lw=1, label="10th / 90th percentile")
-        ax.plot(grid, q90, ":", color=COLORS["aortic_root"], lw=1)
+        ax.fill_between(grid, mean - sd, mean + sd, color=ROOT_COLOUR, alpha=0.25, label="mean ± SD", zorder=2)
+        ax.plot(grid, q10, ":", color=ROOT_COLOUR, lw=1, label="10th / 90th percentile")
+        ax.plot(grid, q90, ":", color=ROOT_COLOUR, lw=1)
         ax.plot(grid, mean, color="k", lw=2, label=f"mean of {len(ends)} cases", zorder=3)
         finite = np.nan_to_num(mean, nan=0.0)
         peaks, _ = find_peaks(finite)
@@ -234,11 +201,11 @@ def plot_dataset_curves(path: str | os.PathLike, results, max_distance_mm: float
             ax.plot(grid[peaks[0]], mean[peaks[0]], "^", color="tab:orange", ms=9, label=f"first maximum {grid[peaks[0]]:.1f} mm")
             if valleys.size:
                 summary["mean_curve_minimum_mm"] = float(grid[valleys[0]])
-                ax.plot(grid[valleys[0]], mean[valleys[0]], "v", color=COLORS["aortic_root"], ms=9, label=f"next minimum {grid[valleys[0]]:.1f} mm")
+                ax.plot(grid[valleys[0]], mean[valleys[0]], "v", color=ROOT_COLOUR, ms=9, label=f"next minimum {grid[valleys[0]]:.1f} mm")
         summary.update(
             end_mean_mm=float(np.mean(ends)), end_median_mm=float(np.median(ends)), end_sd_mm=float(np.std(ends)),
         )
-        axh.hist(ends, bins=np.arange(0, grid[-1] + 2.5, 2.5), color=COLORS["aortic_root"], alpha=0.7)
+        axh.hist(ends, bins=np.arange(0, grid[-1] + 2.5, 2.5), color=ROOT_COLOUR, alpha=0.7)
         axh.axvline(np.median(ends), color="k", lw=1.5, label=f"median {np.median(ends):.1f} mm")
         axh.legend(fontsize=8)
     ax.set_ylabel("aorta cross-section (mm²)")

@@ -253,14 +253,19 @@ def smooth_polyline(points: np.ndarray, sigma: float) -> np.ndarray:
     return ndimage.gaussian_filter1d(padded, sigma, axis=0, mode="nearest")[pad : pad + len(points)]
 
 
+def arc_length(points: np.ndarray) -> np.ndarray:
+    """Arc length (mm) from the first point of an ``(n, 3)`` polyline to each of its points."""
+    seg = np.linalg.norm(np.diff(np.asarray(points, float), axis=0), axis=1)
+    return np.concatenate([[0.0], np.cumsum(seg)])
+
+
 def resample_polyline(points: np.ndarray, step_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """Resample an ``(n, 3)`` polyline at a constant arc-length step (mm).
 
     Returns the new points and their arc length from the first point (mm).
     """
     points = np.asarray(points, float)
-    seg = np.linalg.norm(np.diff(points, axis=0), axis=1)
-    arc = np.concatenate([[0.0], np.cumsum(seg)])
+    arc = arc_length(points)
     new_arc = np.arange(0.0, arc[-1] + 1e-9, step_mm)
     out = np.stack([np.interp(new_arc, arc, points[:, k]) for k in range(points.shape[1])], axis=1)
     return out, new_arc

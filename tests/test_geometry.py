@@ -9,6 +9,7 @@ from nnunet_tavr.geometry import (
     DegeneratePlane,
     PlaneGrid,
     angle_deg,
+    arc_length,
     ball,
     bounding_box,
     box_around,
@@ -162,6 +163,8 @@ def test_ball_is_a_physical_sphere():
 
 def test_polylines():
     pts = np.array([[0.0, 0, 0], [0, 0, 10.0], [0, 10.0, 10.0]])
+    np.testing.assert_allclose(arc_length(pts), [0.0, 10.0, 20.0])
+    assert arc_length(pts[:1]).tolist() == [0.0]
     out, arc = resample_polyline(pts, 1.0)
     assert len(out) == 21 and arc[-1] == pytest.approx(20.0)
     np.testing.assert_allclose(np.linalg.norm(np.diff(out, axis=0), axis=1)[:10], 1.0)

@@ -15,7 +15,7 @@ import pytest
 from nnunet_tavr.labels import LABELS
 from nnunet_tavr.measurement import measure_tavr
 from nnunet_tavr.measurement.annulus import measure_annulus
-from nnunet_tavr.measurement.planes import calliper_diameters
+from nnunet_tavr.measurement.sections import calliper_diameters
 from nnunet_tavr.phantom import make_subject
 
 TOL_MM = 1.5

@@ -17,7 +17,7 @@ is already at the target spacing).
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import cc3d
 import edt
@@ -26,6 +26,8 @@ import torch
 from batchgeneratorsv2.transforms.base.basic_transform import SegOnlyTransform
 from scipy import ndimage
 from skimage.morphology import skeletonize
+
+from nnunet_tavr.geometry import bounding_box, grow_box
 
 #: Default number of dilations of the skeleton (face-connected structuring element) that make the
 #: "tube": 2, as in Skeleton Recall's tubed skeleton. The tube is clipped to its class.
@@ -66,10 +68,11 @@ def class_skeleton(mask: np.ndarray, coarsen: int = 1) -> np.ndarray:
     if coarsen < 1:
         raise ValueError(f"coarsen must be >= 1, got {coarsen}")
     out = np.zeros(mask.shape, dtype=bool)
-    if not mask.any():
+    box = bounding_box(mask)
+    if box is None:
         return out
     # A margin keeps the thinning from treating the crop border as background structure.
-    box = _padded_bbox(mask, margin=coarsen)
+    box = grow_box(box, coarsen, mask.shape)
     crop = mask[box]
     if coarsen == 1:
         out[box] = _keep_components(crop, skeletonize(crop).astype(bool))
@@ -195,7 +198,7 @@ def skeleton_targets(
         c = int(c)
         if c <= 0 or c == ignore_label or c > len(boxes) or boxes[c - 1] is None:
             continue
-        box = _grow(boxes[c - 1], tube_iterations + coarsen, seg.shape)
+        box = grow_box(boxes[c - 1], tube_iterations + coarsen, seg.shape)
         mask = seg[box] == c
         if coarsen == 1:
             skel = _keep_components(mask, skeletonize(mask).astype(bool))
@@ -209,15 +212,6 @@ def skeleton_targets(
             skel = _block_repeat(skel, coarsen, mask.shape) & mask
         out[box][skel] = c
     return out
-
-
-def _padded_bbox(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
-    box = ndimage.find_objects(mask.astype(np.uint8))[0]
-    return _grow(box, margin, mask.shape)
-
-
-def _grow(box: Sequence[slice], margin: int, shape: Sequence[int]) -> tuple[slice, ...]:
-    return tuple(slice(max(s.start - margin, 0), min(s.stop + margin, n)) for s, n in zip(box, shape))
 
 
 class SkeletonTargetTransform(SegOnlyTransform):

@@ -8,7 +8,7 @@
    ``SMOOTH_MM``) and resampled every ``STEP_MM`` of arc length.
 3. At every centreline point the lumen is cut by the plane perpendicular to the centreline and the
    area-derived diameter ``2 sqrt(A / pi)`` of the connected cross-section is recorded
-   (:func:`~nnunet_tavr.measurement.planes.cross_section`: trilinear, threshold 0.5, mm-exact on
+   (:func:`~nnunet_tavr.measurement.sections.cross_section`: trilinear, threshold 0.5, mm-exact on
    anisotropic grids).
 4. The minimal lumen diameter (MLD) is the smallest diameter away from the two ends (within
    ``end_margin_mm`` of an end the plane cuts the bifurcation, where the two iliac labels touch,
@@ -20,9 +20,20 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from nnunet_tavr.geometry import (
+    PlaneGrid,
+    arc_length,
+    box_around,
+    box_start,
+    grow_box,
+    points_mm,
+    resample_polyline,
+    smooth_polyline,
+    unit,
+)
 from nnunet_tavr.labels import LABELS
-from nnunet_tavr.measurement.planes import PlaneGrid, cross_section, smooth_polyline, unit
 from nnunet_tavr.measurement.record import Section
+from nnunet_tavr.measurement.sections import cross_section
 
 SMOOTH_MM = 3.0
 STEP_MM = 1.0
@@ -71,14 +82,11 @@ def skeleton_path(mask: np.ndarray, spacing) -> np.ndarray:
 
 def _distance_to_label(labels: np.ndarray, spacing, point_mm, value: int, radius_mm: float = 20.0) -> float:
     """Distance (mm) from a point to the nearest voxel of ``value`` within ``radius_mm`` (inf if none)."""
-    spacing = np.asarray(spacing, float)
-    lo = np.maximum(np.floor((point_mm - radius_mm) / spacing).astype(int), 0)
-    hi = np.minimum(np.ceil((point_mm + radius_mm) / spacing).astype(int) + 1, labels.shape)
-    box = labels[tuple(slice(a, b) for a, b in zip(lo, hi))]
-    idx = np.argwhere(box == value)
-    if len(idx) == 0:
+    box = box_around(point_mm, radius_mm, spacing, labels.shape)
+    idx = None if box is None else np.argwhere(labels[box] == value)
+    if idx is None or len(idx) == 0:
         return float("inf")
-    return float(np.min(np.linalg.norm((idx + lo) * spacing - point_mm, axis=1)))
+    return float(np.min(np.linalg.norm(points_mm(idx, spacing, box_start(box)) - point_mm, axis=1)))
 
 
 def measure_iliac(labels: np.ndarray, spacing, name: str, boxes=None, end_margin_mm: float | None = None) -> Section:
@@ -110,9 +118,9 @@ def measure_iliac(labels: np.ndarray, spacing, name: str, boxes=None, end_margin
     boxes = ndimage.find_objects(labels) if boxes is None else boxes
     if len(boxes) < value or boxes[value - 1] is None:
         return Section.absent(name, f"no {name} voxels (label {value}) in the segmentation")
-    lo = np.array([max(s.start - 2, 0) for s in boxes[value - 1]])
-    hi = np.array([min(s.stop + 2, n) for s, n in zip(boxes[value - 1], labels.shape)])
-    mask = labels[tuple(slice(a, b) for a, b in zip(lo, hi))] == value
+    # Two voxels of margin keep the vessel's surface off the crop border for the thinning.
+    box = grow_box(boxes[value - 1], 2, labels.shape)
+    mask, lo = labels[box] == value, box_start(box)
     section = Section(name)
     comp, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
     if n > 1:
@@ -123,7 +131,7 @@ def measure_iliac(labels: np.ndarray, spacing, name: str, boxes=None, end_margin
     path = skeleton_path(mask, spacing)
     if len(path) < 3:
         return Section.absent(name, f"{name} is too small to have a centreline ({int(mask.sum())} voxels)")
-    pts = (path + lo) * spacing
+    pts = points_mm(path, spacing, lo)
     # Proximal end: the one nearer the aorta (label 1); else nearer the other iliac artery.
     ends = pts[[0, -1]]
     d_aorta = [_distance_to_label(labels, spacing, e, LABELS["aorta"]) for e in ends]
@@ -141,16 +149,11 @@ def measure_iliac(labels: np.ndarray, spacing, name: str, boxes=None, end_margin
     if flip:
         pts = pts[::-1]
 
-    seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
-    arc = np.concatenate([[0.0], np.cumsum(seg)])
-    if arc[-1] < MIN_LENGTH_MM:
-        return Section.absent(name, f"{name} centreline is only {arc[-1]:.1f} mm long (need {MIN_LENGTH_MM:g} mm)")
-    sigma = SMOOTH_MM / max(float(np.mean(seg)), 1e-6)
-    pts = smooth_polyline(pts, sigma)
-    seg = np.linalg.norm(np.diff(pts, axis=0), axis=1)
-    arc = np.concatenate([[0.0], np.cumsum(seg)])
-    s = np.arange(0.0, arc[-1] + 1e-9, STEP_MM)
-    line = np.stack([np.interp(s, arc, pts[:, k]) for k in range(3)], 1)
+    length = arc_length(pts)[-1]
+    if length < MIN_LENGTH_MM:
+        return Section.absent(name, f"{name} centreline is only {length:.1f} mm long (need {MIN_LENGTH_MM:g} mm)")
+    sigma = SMOOTH_MM / max(float(length / (len(pts) - 1)), 1e-6)  # SMOOTH_MM in mean skeleton steps
+    line, s = resample_polyline(smooth_polyline(pts, sigma), STEP_MM)
     tangents = np.gradient(line, axis=0)
 
     import edt

@@ -23,9 +23,19 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from nnunet_tavr.geometry import (
+    DegeneratePlane,
+    PlaneGrid,
+    angle_deg,
+    ball,
+    box_start,
+    fit_plane,
+    grow_box_mm,
+    points_mm,
+)
 from nnunet_tavr.labels import LABELS
-from nnunet_tavr.measurement.planes import PlaneGrid, calliper_diameters, sample, unit
 from nnunet_tavr.measurement.record import Section
+from nnunet_tavr.measurement.sections import calliper_diameters, polygon_area_perimeter
 
 VENTRICLE_SIDE = (LABELS["left_ventricle"], LABELS["annulus"])
 AORTIC_SIDE = (LABELS["valve"], LABELS["aortic_root"], LABELS["aorta"])
@@ -34,28 +44,6 @@ AORTIC_SIDE = (LABELS["valve"], LABELS["aortic_root"], LABELS["aorta"])
 MIN_VOXELS = 20
 #: Annulus patches closer than this (mm) belong to the same annulus.
 GAP_MM = 6.0
-
-
-def _ball(radius_mm: float, spacing) -> np.ndarray:
-    """Ellipsoidal structuring element of ``radius_mm`` on a grid of ``spacing`` (at least 3 voxels wide)."""
-    r = np.maximum(np.floor(radius_mm / np.asarray(spacing, float)).astype(int), 1)
-    zz, yy, xx = np.ogrid[-r[0] : r[0] + 1, -r[1] : r[1] + 1, -r[2] : r[2] + 1]
-    return (zz * spacing[0]) ** 2 + (yy * spacing[1]) ** 2 + (xx * spacing[2]) ** 2 <= max(radius_mm, float(np.max(spacing))) ** 2 + 1e-9
-
-
-def fit_plane(points_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Least-squares plane through (n, 3) points: ``(centre, unit normal, singular values)``."""
-    centre = points_mm.mean(0)
-    _, sv, vt = np.linalg.svd(points_mm - centre, full_matrices=False)
-    return centre, unit(vt[2]), sv
-
-
-def polygon_area_perimeter(contour: np.ndarray) -> tuple[float, float]:
-    """Area (shoelace) and perimeter of a closed polygon given as (n, 2) points."""
-    x, y = contour[:, 0], contour[:, 1]
-    area = 0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
-    perimeter = np.linalg.norm(np.diff(np.vstack([contour, contour[:1]]), axis=0), axis=1).sum()
-    return float(area), float(perimeter)
 
 
 def measure_annulus(labels: np.ndarray, spacing, boxes=None) -> tuple[Section, dict | None]:
@@ -88,15 +76,12 @@ def measure_annulus(labels: np.ndarray, spacing, boxes=None) -> tuple[Section, d
     if len(boxes) < value or boxes[value - 1] is None:
         return Section.absent("annulus", "no annulus voxels (label 5) in the segmentation"), None
     # Crop: the annulus box grown by 15 mm, enough for the rays and the aortic side.
-    margin = np.ceil(15.0 / spacing).astype(int)
-    box = boxes[value - 1]
-    lo = np.array([max(s.start - m, 0) for s, m in zip(box, margin)])
-    hi = np.array([min(s.stop + m, n) for s, m, n in zip(box, margin, labels.shape)])
-    crop = labels[tuple(slice(a, b) for a, b in zip(lo, hi))]
+    box = grow_box_mm(boxes[value - 1], 15.0, spacing, labels.shape)
+    crop, lo = labels[box], box_start(box)
     ann = crop == value
     # A predicted annulus is patchy and may have stray islands elsewhere: keep the largest cluster,
     # where patches up to GAP_MM apart count as one (connected after dilation).
-    clusters, n_clusters = ndimage.label(ndimage.binary_dilation(ann, structure=_ball(GAP_MM / 2, spacing)))
+    clusters, n_clusters = ndimage.label(ndimage.binary_dilation(ann, structure=ball(GAP_MM / 2, spacing)))
     dropped = 0
     if n_clusters > 1:
         sizes = ndimage.sum_labels(ann, clusters, index=np.arange(1, n_clusters + 1))
@@ -106,8 +91,12 @@ def measure_annulus(labels: np.ndarray, spacing, boxes=None) -> tuple[Section, d
     idx = np.argwhere(ann)
     if len(idx) < MIN_VOXELS:
         return Section.absent("annulus", f"only {len(idx)} annulus voxels (need {MIN_VOXELS}) to fit a plane"), None
-    pts = (idx + lo) * spacing
-    centre, normal, sv = fit_plane(pts)
+    pts = points_mm(idx, spacing, lo)
+    try:
+        fit = fit_plane(pts)
+    except DegeneratePlane as exc:
+        return Section.absent("annulus", f"annulus voxels do not define a plane: {exc}"), None
+    centre, normal, sv = fit.centre, fit.normal, fit.singular_values
     plane_how = "least-squares plane through the annulus voxel centres (SVD)"
     section = Section("annulus")
     if dropped:
@@ -117,9 +106,9 @@ def measure_annulus(labels: np.ndarray, spacing, boxes=None) -> tuple[Section, d
     aortic = np.argwhere(np.isin(crop, AORTIC_SIDE))
     ventricle = np.argwhere(crop == LABELS["left_ventricle"])
     if len(aortic):
-        side = ((aortic + lo) * spacing).mean(0) - centre
+        side = points_mm(aortic, spacing, lo).mean(0) - centre
     elif len(ventricle):
-        side = centre - ((ventricle + lo) * spacing).mean(0)
+        side = centre - points_mm(ventricle, spacing, lo).mean(0)
     else:
         side = normal
         section.notes.append("neither aorta nor left ventricle near the annulus: plane orientation arbitrary")
@@ -141,10 +130,12 @@ def measure_annulus(labels: np.ndarray, spacing, boxes=None) -> tuple[Section, d
         t = 0.5 * (offsets[k] + offsets[k + 1])
         ii, jj = np.nonzero(footprint)
         surface = grid.to_mm(np.stack([ii, jj], 1)) + t[ii, jj, None] * normal
-        centre2, normal2, _ = fit_plane(surface)
-        normal2 = normal2 if np.dot(normal2, normal) > 0 else -normal2
-        if np.degrees(np.arccos(min(1.0, float(np.dot(normal2, normal))))) < 30.0:
-            centre, normal = centre2, normal2
+        try:
+            refit = fit_plane(surface)
+        except DegeneratePlane:  # a footprint in one row of pixels: keep the voxel fit
+            refit = None
+        if refit is not None and angle_deg(refit.normal, normal, oriented=False) < 30.0:
+            centre, normal = refit.centre, (refit.normal if np.dot(refit.normal, normal) > 0 else -refit.normal)
             grid, offsets, crossing, footprint, shadow, bridged = _cast_rays(crop, lo, spacing, centre, normal, half, value)
             plane_how = "least-squares plane through the ventricle/aorta interface under the annulus (SVD; initialised on the annulus voxels)"
     how = "interface between ventricle side (labels 2, 5) and aortic side (labels 1, 3, 4)"
@@ -179,7 +170,7 @@ def measure_annulus(labels: np.ndarray, spacing, boxes=None) -> tuple[Section, d
     area, perimeter = polygon_area_perimeter(contour_uv)
     dmin, dmax, where = calliper_diameters(contour_uv)
     centre_uv = contour_uv.mean(0)
-    plane_centre = grid.centre + interface * normal + centre_uv[0] * grid.e1 + centre_uv[1] * grid.e2
+    plane_centre = grid.origin + interface * normal + centre_uv[0] * grid.e1 + centre_uv[1] * grid.e2
 
     plane = "in the best-fit annulus plane"
     section.add("area", area, "mm2", f"area enclosed by the annulus contour {plane}; contour = {method}, Gaussian-smoothed (sigma = 0.75 x largest voxel edge), 0.5 iso-line")
@@ -191,12 +182,12 @@ def measure_annulus(labels: np.ndarray, spacing, boxes=None) -> tuple[Section, d
     section.add("eccentricity_index", 1.0 - dmin / dmax, "1", "1 - min_diameter / max_diameter (0 = circular)")
     section.add("centre", plane_centre, "mm", "centroid of the contour on the ventricle/aorta interface, (z, y, x) in index * spacing")
     section.add("normal", normal, "1", f"unit normal of the {plane_how}, pointing into the aorta")
-    section.add("plane_tilt", float(np.degrees(np.arccos(min(1.0, abs(normal[0]))))), "deg", "angle between the annulus normal and the array z axis")
+    section.add("plane_tilt", angle_deg(normal, (1.0, 0.0, 0.0), oriented=False), "deg", "angle between the annulus normal and the array z axis")
     max_ends = where["max_ends"]
     min_dir = where["min_dir"]
     proj = contour_uv @ min_dir
     section.geometry = {
-        "plane_origin_mm": grid.centre + interface * normal,
+        "plane_origin_mm": grid.origin + interface * normal,
         "e1": grid.e1,
         "e2": grid.e2,
         "contour_uv_mm": contour_uv[:: max(1, len(contour_uv) // 240)],
@@ -220,7 +211,7 @@ def _cast_rays(crop, lo, spacing, centre, normal, half_width, value):
     reach = 2.0 * spacing.max()  # the interface lies within a voxel of the fitted plane
     step = spacing.min() / 4
     offsets = np.arange(-reach, reach + 1e-9, step)
-    samples = np.stack([sample(crop, spacing, grid.points(t), lo, order=0) for t in offsets])
+    samples = np.stack([grid.sample(crop, spacing, t, lo, order=0) for t in offsets])
     below = np.isin(samples, VENTRICLE_SIDE)
     above = np.isin(samples, AORTIC_SIDE)
     shadow = (samples == value).any(0)  # projection of the annulus label itself

@@ -15,17 +15,6 @@ import numpy as np
 from nnunet_tavr.labels import DISPLAY_NAMES, FOREGROUND
 from nnunet_tavr.measurement.record import MeasurementRecord, Quantity
 
-#: Label colours of the in-plane label view (background transparent-black).
-COLOURS = {
-    "aorta": "#9e9e9e",
-    "left_ventricle": "#e8a87c",
-    "aortic_root": "#4a78c2",
-    "valve": "#d64545",
-    "annulus": "#8fd16a",
-    "iliac_artery_left": "#38b2ac",
-    "iliac_artery_right": "#2f855a",
-}
-
 
 def _missing_panel(ax, what: str, reason: str) -> None:
     """An empty panel that says what is missing and why."""
@@ -34,9 +23,8 @@ def _missing_panel(ax, what: str, reason: str) -> None:
 
 
 def _annulus_panel(ax, record: MeasurementRecord, labels, ct, spacing) -> None:
-    from matplotlib.colors import ListedColormap
-
-    from nnunet_tavr.measurement.planes import PlaneGrid, sample
+    from nnunet_tavr.geometry import PlaneGrid, box_around, box_start
+    from nnunet_tavr.labels import label_colormap
 
     section = record["annulus"]
     ax.set_title("Annulus plane")
@@ -47,22 +35,21 @@ def _annulus_panel(ax, record: MeasurementRecord, labels, ct, spacing) -> None:
     contour = np.asarray(g["contour_uv_mm"])
     half = float(np.abs(contour).max()) + 10.0
     origin = np.asarray(g["plane_origin_mm"])
-    grid = PlaneGrid(origin, np.asarray(g["e1"]), np.asarray(g["e2"]), 0.25, 2 * int(half / 0.25) + 1)
-    u, _ = grid.uv()
-    extent = [u[0], u[-1], u[-1], u[0]]  # columns: v (e2), rows: u (e1)
-    if ct is not None:
+    grid = PlaneGrid.square(origin, np.asarray(g["e1"]), np.asarray(g["e2"]), half, 0.25)
+    u0, u1, v0, v1 = grid.extent()
+    extent = [v0, v1, u1, u0]  # columns: v (e2), rows: u (e1)
+    ct_box = None if ct is None else box_around(origin, 1.5 * half, spacing, np.shape(ct))
+    if ct_box is not None:
         # Crop first: converting a whole full-resolution CT to float would cost ~1 GB.
-        sp = np.asarray(spacing, float)
-        lo = np.maximum(np.floor((origin - 1.5 * half) / sp).astype(int), 0)
-        hi = np.minimum(np.ceil((origin + 1.5 * half) / sp).astype(int) + 1, np.shape(ct))
-        box = np.asarray(ct)[tuple(slice(a, b) for a, b in zip(lo, hi))].astype(np.float32)
-        img = sample(box, sp, grid.points(), lo, order=1, cval=-1024)
+        crop = np.asarray(ct)[ct_box].astype(np.float32)
+        img = grid.sample(crop, spacing, origin_index=box_start(ct_box), order=1, cval=-1024)
         ax.imshow(img, cmap="gray", vmin=-200, vmax=600, extent=extent)
     else:
         # One voxel above the interface, so the aortic side (valve / root) shows.
-        img = sample(labels, spacing, grid.points(max(spacing)), order=0)
-        cmap = ListedColormap(["black"] + [COLOURS[name] for name in FOREGROUND])
-        ax.imshow(img, cmap=cmap, vmin=0, vmax=len(FOREGROUND), extent=extent, interpolation="nearest")
+        img = grid.sample(labels, spacing, max(spacing), order=0)
+        cmap = label_colormap()
+        ax.set_facecolor("black")  # the background value is transparent
+        ax.imshow(img, cmap=cmap, vmin=-0.5, vmax=cmap.N - 0.5, extent=extent, interpolation="nearest")
     closed = np.vstack([contour, contour[:1]])
     ax.plot(closed[:, 1], closed[:, 0], color="yellow", lw=1.5, label="annulus contour")
     for key, colour, name in (("max_diameter_uv_mm", "red", "max"), ("min_diameter_uv_mm", "cyan", "min")):

@@ -3,7 +3,7 @@
 Starting at the annulus centre along the annulus normal, the lumen (labels valve, aortic_root and
 aorta) is followed plane by plane (``step_mm`` apart): each plane is perpendicular to the current
 centreline direction, the connected cross-section nearest the centre is found
-(:func:`~nnunet_tavr.measurement.planes.cross_section`), its centroid becomes the next centreline
+(:func:`~nnunet_tavr.measurement.sections.cross_section`), its centroid becomes the next centreline
 point and the direction follows the centroids of the last ``DIRECTION_WINDOW_MM``.  This is the
 cross-sectional tracking that the paper's root rule (section 2.1) uses with planes parallel to the
 annulus, but perpendicular to the vessel, so a curved ascending aorta is measured correctly.
@@ -22,9 +22,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
+from nnunet_tavr.geometry import PlaneGrid, arc_length, box_around, box_start, points_mm, signed_distance, smooth_polyline, unit
 from nnunet_tavr.labels import LABELS
-from nnunet_tavr.measurement.planes import PlaneGrid, cross_section, smooth_polyline, unit
 from nnunet_tavr.measurement.record import Section
+from nnunet_tavr.measurement.sections import cross_section
 
 LUMEN = (LABELS["valve"], LABELS["aortic_root"], LABELS["aorta"])
 
@@ -108,7 +109,7 @@ def track(mask: np.ndarray, spacing, start_mm, direction, length_mm: float, orig
         smooth[0] = start
         tangents = np.gradient(smooth, axis=0)
         tangents[0] = unit(direction)
-        arcs = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(smooth, axis=0), axis=1))])
+        arcs = arc_length(smooth)
         for k in range(1, len(smooth)):
             t = unit(tangents[k])
             section, _ = _section(mask, spacing, smooth[k], t, max(25.0, 0.75 * np.sqrt(areas[k - 1]) + 10.0), pixel_mm, origin_index)
@@ -197,11 +198,12 @@ def valley_bottom(arc: np.ndarray, diameter: np.ndarray, trough: int, fraction: 
 
 
 def _root_label_top(crop: np.ndarray, lo, spacing, centre, normal) -> float | None:
-    """Largest height (mm along ``normal`` from ``centre``) of an aortic-root voxel, or None."""
+    """Largest height (mm along ``normal`` from ``centre``) of an aortic-root voxel of ``crop``
+    (first voxel at index ``lo``), or None."""
     idx = np.argwhere(crop == LABELS["aortic_root"])
     if len(idx) == 0:
         return None
-    return float(np.max(((idx + lo) * spacing - centre) @ normal))
+    return float(np.max(signed_distance(points_mm(idx, spacing, lo), centre, normal)))
 
 
 def measure_root(labels: np.ndarray, spacing, plane: dict, height_mm: float = 40.0, step_mm: float = 1.0) -> tuple[Section, Section]:
@@ -227,14 +229,13 @@ def measure_root(labels: np.ndarray, spacing, plane: dict, height_mm: float = 40
     """
     spacing = np.asarray(spacing, float)
     centre, normal = np.asarray(plane["centre"], float), unit(plane["normal"])
-    reach = height_mm + 40.0  # crop: everything the tracking can reach, and a margin
-    lo = np.maximum(np.floor((centre - reach) / spacing).astype(int), 0)
-    hi = np.minimum(np.ceil((centre + reach) / spacing).astype(int) + 1, labels.shape)
-    crop = labels[tuple(slice(a, b) for a, b in zip(lo, hi))]
-    lumen = np.isin(crop, LUMEN)
-    if not lumen.any():
+    # Crop: everything the tracking can reach, and a margin.
+    box = box_around(centre, height_mm + 40.0, spacing, labels.shape)
+    lumen = None if box is None else np.isin(labels[box], LUMEN)
+    if lumen is None or not lumen.any():
         reason = "no valve, aortic root or aorta voxels above the annulus"
         return Section.absent("aortic_root", reason), Section.absent("ascending_aorta", reason)
+    crop, lo = labels[box], box_start(box)
     lumen = lumen.astype(np.float32)
     # 0.4 mm pixels: the area of a >= 20 mm lumen is then resolved to well under 1 %, whatever the voxel size.
     pixel = 0.4

@@ -61,7 +61,8 @@ def naive_derive(masks, spacing, valve_mm=4.5, annulus_mm=1.5, window=5, max_dis
     """The same rules without cropping or vectorised sweeping (baseline only)."""
     from scipy import ndimage
 
-    from nnunet_tavr.label_derivation.rules import find_root_end, fit_plane
+    from nnunet_tavr.geometry import fit_plane
+    from nnunet_tavr.label_derivation.rules import find_root_end
     from nnunet_tavr.labels import LABELS, PAINT_ORDER
 
     spacing = np.asarray(spacing, float)
@@ -71,7 +72,8 @@ def naive_derive(masks, spacing, valve_mm=4.5, annulus_mm=1.5, window=5, max_dis
     annulus = lv & (ndimage.distance_transform_edt(~aorta, sampling=spacing) <= annulus_mm + 1e-4)
 
     ann_idx = np.argwhere(annulus)
-    centre, normal, _ = fit_plane(ann_idx * spacing)
+    plane = fit_plane(ann_idx * spacing)
+    centre, normal = plane.centre, plane.normal
     rel = ann_idx * spacing - centre
     r_ann = max(float(np.sqrt(np.max(np.sum(rel**2, 1) - (rel @ normal) ** 2))), 2 * spacing.max())
     # Signed distance and radial distance of every voxel of the volume.

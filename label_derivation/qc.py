@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from nnunet_tavr.geometry import PlaneGrid, plane_frame
-from nnunet_tavr.io import atomic_path
+from nnunet_tavr.io import pyplot, save_figure
 from nnunet_tavr.labels import DISPLAY_NAMES, LABELS, PAINT_ORDER, colour, label_colormap
 
 #: The root's colour, which marks its end and the dataset curves.
@@ -84,10 +84,7 @@ def plot_case(
     res_mm : float
         Pixel size of the sampled planes.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.patches import Patch
 
     root = result.root
@@ -145,9 +142,7 @@ def plot_case(
         title += f"  root end {root.end_distance_mm:.1f} mm, plane fit RMS {root.fit_rms_mm:.2f} mm"
     fig.suptitle(title, fontsize=11, color="firebrick" if result.excluded_reason else "black")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def dataset_curves(results, max_distance_mm: float | None = None, step_mm: float | None = None):
@@ -171,10 +166,7 @@ def plot_dataset_curves(path: str | os.PathLike, results, max_distance_mm: float
 
     Returns summary figures (n, mean/median/sd of the root end, the mean curve's extrema).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from scipy.signal import find_peaks
 
     grid, curves, ends = dataset_curves(results, max_distance_mm)
@@ -215,7 +207,5 @@ def plot_dataset_curves(path: str | os.PathLike, results, max_distance_mm: float
     axh.set_xlabel("distance from annulus plane (mm)")
     axh.set_ylabel("root ends")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+    save_figure(fig, path)
     return summary

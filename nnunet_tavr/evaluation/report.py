@@ -25,7 +25,7 @@ import numpy as np
 
 from nnunet_tavr.evaluation.metrics import HIGHER_IS_BETTER, METRICS, SegClass
 from nnunet_tavr.evaluation.results import Gap
-from nnunet_tavr.io import atomic_path, write_json, write_text
+from nnunet_tavr.io import atomic_path, pyplot, save_figure, write_json, write_text
 
 CASE_KEY = ["fold", "case"]
 
@@ -281,10 +281,7 @@ def markdown_report(summaries: dict[str, dict], gaps: Sequence[Gap], settings: d
 
 def dice_boxplots(frame, trainers: Sequence[str], classes: Sequence[SegClass], path: str | Path, title: str = "") -> Path:
     """Box plots of per-case Dice, one panel per class, one box per trainer (PNG, Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = [c.name for c in classes]
     ncols = min(4, len(names) + 1)
@@ -311,10 +308,7 @@ def dice_boxplots(frame, trainers: Sequence[str], classes: Sequence[SegClass], p
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def write_outputs(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunet_tavr.io import pyplot, save_figure
 from nnunet_tavr.labels import DISPLAY_NAMES, FOREGROUND
 from nnunet_tavr.measurement.record import MeasurementRecord, Quantity
 
@@ -138,13 +139,7 @@ def _table_panel(ax, record: MeasurementRecord) -> None:
 
 def plot_record(record: MeasurementRecord, labels: np.ndarray, path: str | Path, ct: np.ndarray | None = None) -> Path:
     """Write the one-page figure of ``record`` to ``path`` (PNG, atomic)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from nnunet_tavr.io import atomic_path
-
+    plt = pyplot()
     fig = plt.figure(figsize=(16, 9.5))
     gs = fig.add_gridspec(2, 3, width_ratios=[1, 1.3, 1.05], hspace=0.3, wspace=0.28)
     _annulus_panel(fig.add_subplot(gs[0, 0]), record, labels, ct, record.spacing)
@@ -153,7 +148,4 @@ def plot_record(record: MeasurementRecord, labels: np.ndarray, path: str | Path,
     _table_panel(fig.add_subplot(gs[:, 2]), record)
     fig.suptitle(f"TAVR measurements: {record.case}", fontsize=13)
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

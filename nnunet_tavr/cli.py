@@ -15,7 +15,7 @@ from nnunet_tavr import __version__
 
 #: subcommand -> (module, one-line help).  Order is the pipeline's order.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "phantom": ("nnunet_tavr.phantom", "write synthetic TotalSegmentator-like subjects with known ground truth"),
+    "phantom": ("nnunet_tavr.phantom.cli", "write synthetic TotalSegmentator-like subjects with known ground truth"),
     "derive": ("nnunet_tavr.label_derivation.cli", "derive valve / annulus / aortic-root labels from coarse masks"),
     "convert": ("nnunet_tavr.dataset_conversion.cli", "convert TotalSegmentator (or own CTs) to an nnU-Net raw dataset"),
     "trainer-path": ("nnunet_tavr.trainer_path", "print the folder to put in $nnUNet_extTrainer"),

@@ -95,3 +95,33 @@ def test_write_and_install_splits(tmp_path):
     assert replaced and json.loads(target.read_text()) == folds
     with pytest.raises(FileNotFoundError):
         install_splits(tmp_path / "nowhere", pre)
+
+
+def test_grouped_split_keeps_every_patient_together():
+    """Several cases per patient (e.g. angiography frames of one CT): patients, not cases, are split."""
+    from nnunet_tavr.dataset_conversion.splits import check_groups
+
+    groups = {f"p{p:02d}_f{f}": f"p{p:02d}" for p in range(12) for f in range(1 + p % 4)}
+    split = split_cases(groups, seed=4, groups=groups)
+    folds = nnunet_folds(split, seed=4, groups=groups)
+    check_splits(split, folds)
+    check_groups(split, folds, groups)
+    patients = {k: {groups[c] for c in split[k]} for k in ("train", "val", "test")}
+    assert sum(len(v) for v in patients.values()) == 12  # each patient in exactly one set
+    for fold in folds[:-1]:
+        assert not {groups[c] for c in fold["train"]} & {groups[c] for c in fold["val"]}
+    # the proportions count patients: 12 patients -> 8 / 2 / 2 (paper proportions, largest remainder)
+    assert [len(patients[k]) for k in ("train", "val", "test")] == list(split_sizes(12))
+    # the check catches a patient split across sets
+    multi = next(p for p in sorted(patients["train"]) if sum(g == p for g in groups.values()) > 1)
+    broken = {**split, "test": split["test"] + [c for c in split["train"] if groups[c] == multi][:1]}
+    broken["train"] = [c for c in split["train"] if c not in broken["test"]]
+    with pytest.raises(ValueError, match="patient"):
+        check_groups(broken, folds, groups)
+
+
+def test_singleton_groups_give_the_ungrouped_split():
+    cases = ids(30)
+    plain, grouped = split_cases(cases, seed=9), split_cases(cases, seed=9, groups={c: c for c in cases})
+    assert plain == grouped
+    assert nnunet_folds(plain, seed=9) == nnunet_folds(grouped, seed=9, groups={c: c for c in cases})

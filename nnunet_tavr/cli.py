@@ -3,6 +3,11 @@
 Each subcommand lives in the module that owns its work; that module exposes
 ``configure_parser(parser)`` and ``main(args) -> int``.  Modules are imported only when their
 subcommand runs, so ``nnunet-tavr --help`` stays fast (no torch, no nnU-Net import).
+
+Errors: one handler here turns the project's error classes (:mod:`nnunet_tavr.errors`) and the
+operating system's file errors into one line, ``error: <what, which file, what to do>``, with exit
+status 2 (bad input or usage); a subcommand returns 1 when it ran but cases were excluded or
+failed, 0 otherwise. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -59,11 +64,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     parser, module = build_parser(argv[0])
     args = parser.parse_args(argv[1:])
+    return run(module.main, args, argv[0])
+
+
+def run(command, args, name: str) -> int:
+    """Run one subcommand's ``main(args)`` with the project's error handling (see the module docstring)."""
+    from nnunet_tavr.errors import EXIT_INPUT, InputError, Refused
+
     try:
-        return int(module.main(args) or 0)
+        return int(command(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (InputError, Refused) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        what = exc.strerror or type(exc).__name__
+        print(f"error: nnunet-tavr {name}: {exc.filename}: {what}", file=sys.stderr)
+        return EXIT_INPUT
 
 
 if __name__ == "__main__":

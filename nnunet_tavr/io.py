@@ -23,10 +23,16 @@ from typing import Iterator
 
 import numpy as np
 
-from nnunet_tavr.errors import InputError, MissingFile, Unreadable
+from nnunet_tavr.errors import ImplausibleGeometry, InputError, MissingFile, Unreadable
 
 __all__ = ["Geometry", "InputError", "read_image", "read_geometry", "read_array", "read_mask", "atomic_path",
            "write_array", "write_text", "write_json", "nifti_gz_is_complete"]
+
+
+#: Voxel edge lengths a CT (or a 2-D frame at the isocentre) can have, per axis (mm).
+SPACING_RANGE_MM = (0.01, 20.0)
+#: The largest image read (voxels): a 1024 x 1024 x 2000 CT is 2.1e9.
+MAX_VOXELS = 2_200_000_000
 
 
 @dataclass(frozen=True)
@@ -57,13 +63,36 @@ class Geometry:
         for name in ("spacing", "origin", "direction"):
             a, b = np.asarray(getattr(self, name)), np.asarray(getattr(other, name))
             if not np.allclose(a, b, atol=tol, rtol=tol):
-                return f"{name} {tuple(np.round(b, 4))} != {tuple(np.round(a, 4))}"
+                return f"{name} {_numbers(b)} != {_numbers(a)}"
         return None
+
+    def check_plausible(self, path=None, case: str | None = None) -> "Geometry":
+        """This grid, or :class:`ImplausibleGeometry` when no CT has it.
+
+        Every voxel edge must lie in :data:`SPACING_RANGE_MM` (per axis) and the image must have
+        at most :data:`MAX_VOXELS` voxels: work is bounded by voxels, and a header with a spacing
+        of 1e6 mm or 300 mm between slices is a broken file, not a scan.
+        """
+        where = f"case {case}: " if case else ""
+        low, high = SPACING_RANGE_MM
+        for axis, value in zip("zyx"[-len(self.spacing):], self.spacing):
+            if not (np.isfinite(value) and low <= value <= high):
+                raise ImplausibleGeometry(f"{where}{path}: voxel size {value:g} mm along {axis} is outside {low:g}-{high:g} mm, "
+                                          "which no CT has (is the header's spacing right?)")
+        if int(np.prod(self.shape, dtype=np.int64)) > MAX_VOXELS:
+            raise ImplausibleGeometry(f"{where}{path}: {int(np.prod(self.shape, dtype=np.int64)):,} voxels {self.shape} "
+                                      f"is more than {MAX_VOXELS:,}")
+        return self
 
     def apply_to(self, image) -> None:
         image.SetSpacing(tuple(reversed(self.spacing)))
         image.SetOrigin(self.origin)
         image.SetDirection(self.direction)
+
+
+def _numbers(values) -> str:
+    """``(1.5, 0.7, 0.7)``: plain numbers for messages (numpy 2 would print ``np.float64(1.5)``)."""
+    return "(" + ", ".join(f"{float(v):.4g}" for v in np.ravel(values)) + ")"
 
 
 def read_image(path: str | os.PathLike, case: str | None = None):
@@ -72,36 +101,36 @@ def read_image(path: str | os.PathLike, case: str | None = None):
     A truncated ``.nii.gz`` is an error too: SimpleITK would silently fill the missing voxels with
     zeros (see :func:`nifti_gz_is_complete`).
     """
-    import SimpleITK as sitk
-
-    path = Path(path)
+    reader, _ = _header(path, case)  # the grid is checked before any voxel is allocated
     where = f"case {case}: " if case else ""
-    if not path.is_file():
-        raise MissingFile(f"{where}file not found: {path}")
     try:
-        image = sitk.ReadImage(str(path))
+        image = reader.Execute()
     except Exception as exc:  # SimpleITK raises RuntimeError with a long C++ trace
         raise Unreadable(f"{where}cannot read {path}: {_sitk_reason(exc)}") from exc
-    if path.name.endswith(".nii.gz") and not nifti_gz_is_complete(path):
+    if Path(path).name.endswith(".nii.gz") and not nifti_gz_is_complete(path):
         raise Unreadable(f"{where}cannot read {path}: the gzip stream is truncated (incomplete download or copy?)")
     return image
 
 
 def read_geometry(path: str | os.PathLike, case: str | None = None) -> Geometry:
-    """The voxel grid of an image file, reading only its header."""
+    """The voxel grid of an image file, reading only its header (checked: :meth:`Geometry.check_plausible`)."""
+    return _header(path, case)[1]
+
+
+def _header(path, case):
     import SimpleITK as sitk
 
     path = Path(path)
     where = f"case {case}: " if case else ""
     if not path.is_file():
-        raise MissingFile(f"{where}file not found: {path}")
+        raise MissingFile(f"{where}file not found: {path}" if not path.is_dir() else f"{where}{path} is a folder, not an image file")
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
     except Exception as exc:
         raise Unreadable(f"{where}cannot read {path}: {_sitk_reason(exc)}") from exc
-    return Geometry.of(reader)
+    return reader, Geometry.of(reader).check_plausible(path, case)
 
 
 def _sitk_reason(exc: BaseException) -> str:

@@ -16,6 +16,7 @@ DATASET_NAME = "TAVR"
 
 
 def run(argv: list[str] | None = None) -> int:
+    from nnunet_tavr.cli import run as run_command
     from nnunet_tavr.dataset_conversion import cli
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -24,7 +25,7 @@ def run(argv: list[str] | None = None) -> int:
         if action.dest == "dataset_id":
             action.required = False
     parser.set_defaults(dataset_id=DATASET_ID, name=DATASET_NAME)
-    return cli.main(parser.parse_args(sys.argv[1:] if argv is None else argv))
+    return run_command(cli.main, parser.parse_args(sys.argv[1:] if argv is None else argv), "convert")
 
 
 if __name__ == "__main__":

@@ -9,9 +9,15 @@ Writes the exclusive 7-class TAVR label map (0 background, 1 aorta, 2 left_ventr
   nnunet-tavr derive DATASET_DIR --batch -o OUT_DIR      (every subject; resumes; dataset curve figure)
 
 SUBJECT_DIR is a TotalSegmentator dataset subject (ct.nii.gz + segmentations/) or output folder.
-A case the rules cannot be applied to (missing or empty mask, aorta and ventricle apart, no
-maximum or minimum in the area curve) is excluded: no label map, the reason in the report, exit
-status 1. Bad input (unreadable file, masks on different grids) exits with status 2.
+Exit status: 0 derived; 1 excluded (a case the rules cannot be applied to: missing or empty mask,
+aorta and ventricle apart, no maximum or minimum in the area curve; no label map, the reason in
+the report); 2 bad input or usage (unreadable file, masks on different grids, an output that is an
+input, a nonsense option), nothing written. With --batch: 0, or 1 when some cases had bad input
+(listed in OUT_DIR/derivation.csv; the other cases are derived).
+
+Inputs are never written: an output equal to an input (or a link to one), or inside the subject
+folder, is refused. With --report, a rerun with the same inputs and settings is up to date and
+writes nothing (--force recomputes).
 """
 
 from __future__ import annotations
@@ -20,14 +26,17 @@ import argparse
 import sys
 from pathlib import Path
 
-EXIT_EXCLUDED = 1
-EXIT_INPUT_ERROR = 2
+from nnunet_tavr.errors import EXIT_EXCLUDED
+from nnunet_tavr.errors import EXIT_INPUT as EXIT_INPUT_ERROR
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    from nnunet_tavr.argtypes import at_least, float_range, positive_float
+    from nnunet_tavr.label_derivation.case import DerivationParams as P
+
     parser.add_argument("subject", nargs="?", type=Path, help="TotalSegmentator subject folder (or, with --batch, a dataset folder)")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="label map to write (.nii.gz); with --batch an output folder")
-    parser.add_argument("--report", type=Path, help="JSON record: voxel counts, root details, or the exclusion reason")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="label map to write (.nii.gz, .nii, .nrrd or .mha); with --batch an output folder")
+    parser.add_argument("--report", type=Path, help="JSON record: voxel counts, root details, or the exclusion reason; a rerun with the same inputs and report resumes")
     parser.add_argument("--qc", type=Path, help="QC figure (PNG): labels over the CT in two planes and the area curve")
     g = parser.add_argument_group("explicit masks (override what SUBJECT holds)")
     g.add_argument("--aorta", type=Path, help="aorta mask")
@@ -38,13 +47,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--multilabel", action="append", default=[], metavar="TASK=FILE",
                    help="TotalSegmentator multilabel file of TASK (total, total_v1, heartchambers_highres); repeatable")
     r = parser.add_argument_group("rule parameters (physical units; defaults = the paper on 1.5 mm)")
-    r.add_argument("--valve-mm", type=float, default=4.5, help="valve: aorta within this distance of the LV (default 4.5)")
-    r.add_argument("--annulus-mm", type=float, default=1.5, help="annulus: LV within this distance of the aorta (default 1.5)")
-    r.add_argument("--step-mm", type=float, default=None, help="sweep step (default: in-plane voxel size)")
-    r.add_argument("--window", type=int, default=5, help="moving-average window in steps (default 5)")
-    r.add_argument("--max-distance-mm", type=float, default=80.0, help="sweep length from the annulus (default 80)")
-    r.add_argument("--min-prominence", type=float, default=0.01, help="ignore extrema below this fraction of the peak area (default 0.01)")
-    r.add_argument("--flat-tolerance", type=float, default=0.0075, help="areas within this fraction of the lowest are the bottom of the minimum (default 0.0075)")
+    r.add_argument("--valve-mm", type=positive_float, default=P.valve_mm, help=f"valve: aorta within this distance of the LV (default {P.valve_mm})")
+    r.add_argument("--annulus-mm", type=positive_float, default=P.annulus_mm, help=f"annulus: LV within this distance of the aorta (default {P.annulus_mm})")
+    r.add_argument("--step-mm", type=positive_float, default=P.step_mm, help="sweep step (default: in-plane voxel size)")
+    r.add_argument("--window", type=at_least(1), default=P.window, help=f"moving-average window in steps (default {P.window})")
+    r.add_argument("--max-distance-mm", type=positive_float, default=P.max_distance_mm, help=f"sweep length from the annulus (default {P.max_distance_mm:g})")
+    r.add_argument("--min-prominence", type=float_range(0.0, 1.0), default=P.min_prominence, help=f"ignore extrema below this fraction of the peak area (default {P.min_prominence})")
+    r.add_argument("--flat-tolerance", type=float_range(0.0, 1.0), default=P.flat_tolerance, help=f"areas within this fraction of the lowest are the bottom of the minimum (default {P.flat_tolerance})")
     r.add_argument("--require-iliacs", action="store_true", help="exclude cases without both iliac arteries")
     parser.add_argument("--batch", action="store_true", help="SUBJECT is a dataset folder: derive every subject into OUTPUT/")
     parser.add_argument("--no-qc", action="store_true", help="with --batch: skip the per-case figures")
@@ -52,8 +61,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _params(args):
+    from nnunet_tavr.errors import UsageError
     from nnunet_tavr.label_derivation.case import DerivationParams
 
+    if args.step_mm is not None and args.max_distance_mm <= args.step_mm:
+        raise UsageError(f"--max-distance-mm {args.max_distance_mm:g} must be larger than --step-mm {args.step_mm:g}")
     return DerivationParams(
         valve_mm=args.valve_mm,
         annulus_mm=args.annulus_mm,
@@ -69,49 +81,116 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def _write_outputs(derivation, output, report=None, qc=None) -> None:
-    """Label map (unless excluded), QC figure and JSON report of one case, each atomically."""
+def _fingerprint(derivation_inputs: list[Path], params, require_iliacs: bool) -> dict:
+    """What decides a case's outputs: its input files (size, mtime) and the rule settings."""
+    files = {}
+    for path in derivation_inputs:
+        st = Path(path).stat()
+        files[str(path)] = [int(st.st_size), int(st.st_mtime_ns)]
+    return {"files": files, "params": params.as_dict(), "require_iliacs": bool(require_iliacs)}
+
+
+def _previous_report(report: Path | None) -> dict | None:
+    import json
+
+    if report is None or not report.is_file():
+        return None
+    try:
+        return json.loads(report.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_outputs(derivation, output, report=None, qc=None, fingerprint=None, previous=None) -> None:
+    """Label map (unless excluded), QC figure and JSON report of one case, each atomically.
+
+    An excluded case removes a label map at ``output`` only if ``previous`` (the report of an
+    earlier run) records it as that run's output: a run only deletes files it wrote.
+    """
     from nnunet_tavr.io import write_array, write_json
     from nnunet_tavr.label_derivation.case import report_record, write_qc
 
     if derivation.labels is not None:
         write_array(derivation.labels, derivation.subject.geometry, output)
     elif Path(output).exists():
-        Path(output).unlink()  # a stale map from an earlier run must not outlive its exclusion
+        if previous is not None and previous.get("output") == str(output):
+            Path(output).unlink()  # our stale map from an earlier run must not outlive its exclusion
+        else:
+            _warn(f"{output} exists and was not written by this derivation: left as it is")
     if qc is not None:
         write_qc(derivation, qc)
     if report is not None:
-        write_json(report_record(derivation, output), report)
+        record = report_record(derivation, output)
+        record["fingerprint"] = fingerprint
+        if derivation.labels is not None:
+            record["output_size"] = Path(output).stat().st_size
+        write_json(record, report)
 
 
-def _single(args) -> int:
-    from nnunet_tavr.label_derivation.case import derive_case, load_tavr_subject
+def _up_to_date(previous: dict | None, fingerprint: dict, output: Path, qc: Path | None) -> bool:
+    """A report of an earlier run with the same inputs and settings, whose outputs are all there."""
+    if previous is None or previous.get("fingerprint") != fingerprint:
+        return False
+    if qc is not None and not qc.is_file():
+        return False
+    if previous.get("ok"):
+        return output.is_file() and output.stat().st_size == previous.get("output_size")
+    return True
+
+
+def _inputs(args) -> tuple[dict, list]:
+    from nnunet_tavr.errors import UsageError
+    from nnunet_tavr.safepaths import check_input
 
     explicit = {
-        name: path
-        for name, path in (
-            ("aorta", args.aorta),
-            ("left_ventricle", args.left_ventricle),
-            ("iliac_artery_left", args.iliac_left),
-            ("iliac_artery_right", args.iliac_right),
+        name: check_input(path, option)
+        for name, path, option in (
+            ("aorta", args.aorta, "--aorta"),
+            ("left_ventricle", args.left_ventricle, "--left-ventricle"),
+            ("iliac_artery_left", args.iliac_left, "--iliac-left"),
+            ("iliac_artery_right", args.iliac_right, "--iliac-right"),
         )
         if path is not None
     }
     multilabel = []
     for item in args.multilabel:
         task, sep, path = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--multilabel expects TASK=FILE, got {item!r}")
-        multilabel.append((task, Path(path)))
+        if not sep or not task or not path:
+            raise UsageError(f"--multilabel expects TASK=FILE, got {item!r}")
+        multilabel.append((task, check_input(Path(path), "--multilabel")))
+    return explicit, multilabel
+
+
+def _single(args) -> int:
+    from nnunet_tavr.errors import UsageError
+    from nnunet_tavr.label_derivation.case import derive_case, load_tavr_subject
+    from nnunet_tavr.safepaths import check_input, check_output_file
+    from nnunet_tavr.totalseg import IMAGE_ENDINGS
+
+    explicit, multilabel = _inputs(args)
+    check_input(args.subject, "SUBJECT", "folder")
+    check_input(args.ct, "--ct")
     if args.subject is None and not explicit and not multilabel:
-        raise SystemExit("give a SUBJECT_DIR, mask files (--aorta, --left-ventricle, ...) or --multilabel TASK=FILE")
-    done = args.output.exists() and (args.report is None or args.report.exists()) and (args.qc is None or args.qc.exists())
-    if done and not args.force:
-        print(f"{args.output} exists; nothing to do (use --force to recompute)")
-        return 0
+        raise UsageError("give a SUBJECT_DIR, mask files (--aorta, --left-ventricle, ...) or --multilabel TASK=FILE")
+    inputs = [args.subject, args.ct, *explicit.values(), *(path for _, path in multilabel)]
+    outputs = [(args.output, "-o", tuple(e for e in IMAGE_ENDINGS if e != ".mhd")), (args.report, "--report", (".json",)), (args.qc, "--qc", (".png",))]
+    given = [(path, option, endings) for path, option, endings in outputs if path is not None]
+    for path, option, endings in given:
+        check_output_file(path, inputs=inputs, endings=endings, option=option)
+    for i, (a, oa, _) in enumerate(given):
+        for b, ob, _ in given[i + 1:]:
+            if Path(a).resolve() == Path(b).resolve():
+                raise UsageError(f"{oa} and {ob} are the same file {a}")
+    params = _params(args)
     subject = load_tavr_subject(args.subject, mask_paths=explicit, multilabel=multilabel, ct_path=args.ct, warn=_warn)
-    derivation = derive_case(subject, _params(args), args.require_iliacs)
-    _write_outputs(derivation, args.output, args.report, args.qc)
+    read = [*subject.mask_paths.values(), *([subject.ct_path] if subject.ct_path else [])]
+    fingerprint = _fingerprint(sorted(set(read)), params, args.require_iliacs)
+    previous = _previous_report(args.report)
+    if not args.force and _up_to_date(previous, fingerprint, args.output, args.qc):
+        print(f"case {subject.case}: {args.report} records this derivation with the same inputs and settings; up to date (--force recomputes)")
+        return 0 if previous.get("ok") else EXIT_EXCLUDED
+    derivation = derive_case(subject, params, args.require_iliacs)
+    _write_outputs(derivation, args.output, args.report, args.qc, fingerprint, previous)
     result = derivation.result
     for message in result.warnings:
         if message not in subject.warnings:
@@ -126,42 +205,49 @@ def _single(args) -> int:
 
 
 def _batch(args) -> int:
-    import json
-
     from tqdm import tqdm
 
     from nnunet_tavr.dataset_conversion.layouts import discover_cases
-    from nnunet_tavr.io import InputError, write_json, write_text
+    from nnunet_tavr.errors import InputError, UsageError
+    from nnunet_tavr.io import write_json, write_text
     from nnunet_tavr.label_derivation.case import derive_case, load_tavr_subject
     from nnunet_tavr.label_derivation.labelmap import DerivationResult
     from nnunet_tavr.label_derivation.qc import plot_dataset_curves
+    from nnunet_tavr.safepaths import check_input, check_output_dir, contained
     from nnunet_tavr.totalseg import multilabel_files
 
-    if args.subject is None or not args.subject.is_dir():
-        raise SystemExit(f"--batch needs a dataset folder, got {args.subject}")
+    if args.subject is None:
+        raise UsageError("--batch needs a dataset folder (SUBJECT)")
+    if args.aorta or args.left_ventricle or args.iliac_left or args.iliac_right or args.ct or args.multilabel or args.report or args.qc:
+        raise UsageError("--batch reads every case from the dataset folder: explicit masks, --ct, --multilabel, --report and --qc are for one case")
+    check_input(args.subject, "SUBJECT", "folder")
+    out = check_output_dir(args.output, inputs=[args.subject])
+    params = _params(args)
     _, cases = discover_cases(args.subject)
     if not cases:
-        raise SystemExit(f"no case folders (CT or segmentations/) in {args.subject}")
-    out = args.output
+        raise InputError(f"no case folders (CT or segmentations/) in {args.subject}")
     out.mkdir(parents=True, exist_ok=True)
     results, failed = [], []
     for source in tqdm(cases, desc="derive", unit="case"):
         case = source.case_id
-        report = out / f"{case}.json"
-        if report.exists() and not args.force:  # reports are written last: a report marks a finished case
-            results.append(DerivationResult.from_dict(json.loads(report.read_text())))
-            continue
         try:
             if source.problem:
                 raise source.problem
+            report, labels = contained(out, f"{case}.json"), contained(out, f"{case}.nii.gz")
+            previous = _previous_report(report)
             subject = load_tavr_subject(source.path, case=case, multilabel=multilabel_files(source.path))
+            read = [*subject.mask_paths.values(), *([subject.ct_path] if subject.ct_path else [])]
+            fingerprint = _fingerprint(sorted(set(read)), params, args.require_iliacs)
+            qc = None if args.no_qc else contained(out, "qc", f"{case}.png")
+            if not args.force and _up_to_date(previous, fingerprint, labels, qc):
+                results.append(DerivationResult.from_dict(previous))
+                continue
         except InputError as exc:
             failed.append((case, exc))
             tqdm.write(f"error: {exc}", file=sys.stderr)
             continue
-        derivation = derive_case(subject, _params(args), args.require_iliacs)
-        qc = None if args.no_qc else out / "qc" / f"{case}.png"
-        _write_outputs(derivation, out / f"{case}.nii.gz", report, qc)
+        derivation = derive_case(subject, params, args.require_iliacs)
+        _write_outputs(derivation, labels, report, qc, fingerprint, previous)
         results.append(derivation.result)
     rows = ["case;ok;root_end_mm;excluded_reason"]
     for r in results:
@@ -174,14 +260,8 @@ def _batch(args) -> int:
     write_json(summary, out / "summary.json")
     n_ok = sum(r.ok for r in results)
     print(f"{n_ok} derived, {len(results) - n_ok} excluded, {len(failed)} input errors; see {out / 'derivation.csv'} and {out / 'dataset_curves.png'}")
-    return 0 if not failed else EXIT_INPUT_ERROR
+    return EXIT_EXCLUDED if failed else 0
 
 
 def main(args: argparse.Namespace) -> int:
-    from nnunet_tavr.io import InputError
-
-    try:
-        return _batch(args) if args.batch else _single(args)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_INPUT_ERROR
+    return _batch(args) if args.batch else _single(args)

@@ -7,6 +7,7 @@ and the file.
 class                        code                 meaning
 ============================ ==================== ===================================================
 :class:`InputError`          ``input_error``      bad input (base class)
+:class:`UsageError`          ``usage``            options that do not go together, or a missing one
 :class:`MissingFile`         ``missing_file``     a file or folder that should be there is not
 :class:`Unreadable`          ``unreadable``       a file exists but cannot be read (corrupt, truncated)
 :class:`GridMismatch`        ``geometry_mismatch`` images of one case are not on one voxel grid
@@ -32,6 +33,12 @@ class InputError(ValueError):
     """Bad input: the message names the case and the file."""
 
     code = "input_error"
+
+
+class UsageError(InputError):
+    """Options that do not go together, or a missing one (exit status 2, like argparse's)."""
+
+    code = "usage"
 
 
 class MissingFile(InputError):

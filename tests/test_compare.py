@@ -141,16 +141,23 @@ def test_rerun_uses_cache_and_test_split(toy_tree, tmp_path):
 
 
 def test_bad_inputs_name_case_and_file(toy_tree, tmp_path, capsys):
-    # A prediction on a different grid is refused with the case and file in the message.
+    # A prediction on a different grid is a gap with the case and file in its reason; the other
+    # cases are still compared and the report is written (exit status 1: a case failed).
     bad = np.zeros((10, 16, 15), np.uint8)
     path = toy_tree / "res" / NAME / "TrA__nnUNetPlans__3d_fullres" / "fold_0" / "validation" / "c1.nii.gz"
     write_array(bad, _geometry(bad.shape), path)
     assert cli_main(_args(toy_tree, tmp_path / "o")) == 1
-    err = capsys.readouterr().err
-    assert "case c1" in err and str(path) in err
+    out = capsys.readouterr().out
+    assert "case c1" in out and str(path) in out
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    gap = next(g for g in summary["gaps"] if g["case"] == "c1")
+    assert gap["trainer"] == "TrA" and "geometry_mismatch" in gap["reason"] and str(path) in gap["reason"]
+    assert (tmp_path / "o" / "report.md").is_file()
     with pytest.raises(InputError, match="Dataset999"):
         load_dataset(999, toy_tree / "raw", toy_tree / "pre", toy_tree / "res")
-    assert cli_main(_args(toy_tree, tmp_path / "o")[:-2] + ["-tr", "Nope"]) == 1
+    capsys.readouterr()
+    assert cli_main(_args(toy_tree, tmp_path / "o")[:-2] + ["-tr", "Nope"]) == 2  # nothing to compare: bad input
+    assert "nothing to evaluate" in capsys.readouterr().err
 
 
 @pytest.mark.slow

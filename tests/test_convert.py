@@ -326,7 +326,7 @@ def test_dataset_script_and_cli_errors(converted, totalseg, capsys):
     out = capsys.readouterr().out
     assert f"{N + 1} already done" in out and "dropped (empty_mask): 2" in out
     assert cli_main(["convert", "-d", "301"]) == 2
-    assert cli_main(["convert", str(totalseg), "-d", "301", "--raw", str(raw), "--seed", "7", "--quiet"]) == 1
+    assert cli_main(["convert", str(totalseg), "-d", "301", "--raw", str(raw), "--seed", "7", "--quiet"]) == 2
     assert "different settings" in capsys.readouterr().err
 
 

@@ -61,14 +61,26 @@ def test_subject_outputs_geometry_report_and_figure(dataset, baseline):
 
 
 def test_rerun_resumes_and_force_recomputes(dataset, tmp_path, capsys):
-    out = tmp_path / "l.nii.gz"
-    assert cli(["derive", str(dataset / "s0001"), "-o", str(out)]) == 0
+    out, report = tmp_path / "l.nii.gz", tmp_path / "r.json"
+    assert cli(["derive", str(dataset / "s0001"), "-o", str(out), "--report", str(report)]) == 0
     stamp = out.stat().st_mtime_ns
     capsys.readouterr()
-    assert cli(["derive", str(dataset / "s0001"), "-o", str(out)]) == 0
-    assert "nothing to do" in capsys.readouterr().out and out.stat().st_mtime_ns == stamp
-    assert cli(["derive", str(dataset / "s0001"), "-o", str(out), "--force"]) == 0
+    assert cli(["derive", str(dataset / "s0001"), "-o", str(out), "--report", str(report)]) == 0
+    assert "up to date" in capsys.readouterr().out and out.stat().st_mtime_ns == stamp
+    assert cli(["derive", str(dataset / "s0001"), "-o", str(out), "--report", str(report), "--force"]) == 0
     assert out.stat().st_mtime_ns != stamp
+    # other settings are not the same derivation: recomputed without --force
+    stamp = out.stat().st_mtime_ns
+    assert cli(["derive", str(dataset / "s0001"), "-o", str(out), "--report", str(report), "--valve-mm", "6"]) == 0
+    assert out.stat().st_mtime_ns != stamp
+
+
+def test_an_existing_unrelated_output_is_not_taken_for_a_result(dataset, tmp_path, capsys):
+    """``-o EXISTING`` without a matching report is derived, not answered with "nothing to do"."""
+    out = tmp_path / "l.nii.gz"
+    out.write_bytes(b"something else")
+    assert cli(["derive", str(dataset / "s0001"), "-o", str(out)]) == 0
+    assert read_array(out)[0].max() == max(LABELS.values())
 
 
 def _rewrite(src: Path, dst: Path, geometry: Geometry, transform=lambda a: a):

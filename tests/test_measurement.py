@@ -257,14 +257,14 @@ def test_cli_writes_json_and_png_resumes_and_rejects_bad_input(tmp_path, iso_lab
     assert (out / "case_001" / "measurements.json").stat().st_mtime_ns == mtime
 
     bad_ct = write_array(np.zeros(labels.shape, np.int16), Geometry(labels.shape, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), geometry.direction), tmp_path / "bad_ct.nii.gz")
-    assert main(["measure", str(seg), "--ct", str(bad_ct), "-o", str(tmp_path / "o2"), "--no-figure"]) == 1
+    assert main(["measure", str(seg), "--ct", str(bad_ct), "-o", str(tmp_path / "o2"), "--no-figure"]) == 2  # bad input
     err = capsys.readouterr().err
     assert "case_001" in err and "bad_ct.nii.gz" in err and "spacing" in err
 
     wrong = labels.copy()
     wrong[0, 0, 0] = 9
     bad_seg = write_array(wrong, geometry, tmp_path / "wrong.nii.gz")
-    assert main(["measure", str(bad_seg), "-o", str(tmp_path / "o3")]) == 1
+    assert main(["measure", str(bad_seg), "-o", str(tmp_path / "o3")]) == 2
     err = capsys.readouterr().err
     assert "wrong.nii.gz" in err and "[9]" in err
     assert not (tmp_path / "o3" / "measurements.json").exists()

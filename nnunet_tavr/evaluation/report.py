@@ -329,20 +329,21 @@ def write_outputs(
     """
     from dataclasses import asdict
 
+    # Every number first, then the files: a failure leaves no half-written report behind.
+    splits = [s for s in ("val", "test") if not frame.empty and (frame.split == s).any()]
+    summaries = {split: summarize_split(frame[frame.split == split], trainers, classes, confidence, n_resamples, seed, alpha) for split in splits}
+    plots = {split: f"dice_boxplots_{split}.png" for split in splits}
+    settings = {**settings, "plots": plots}
+    summary = {"settings": settings, "splits": summaries, "gaps": [asdict(g) for g in gaps]}
+    report = markdown_report(summaries, gaps, settings)
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "per_case.csv") as tmp:
         frame.to_csv(tmp, index=False)
-    summaries, plots = {}, {}
-    for split in [s for s in ("val", "test") if not frame.empty and (frame.split == s).any()]:
-        sub = frame[frame.split == split]
-        summaries[split] = summarize_split(sub, trainers, classes, confidence, n_resamples, seed, alpha)
-        common = _restrict(sub, set(map(tuple, summaries[split]["common_cases"])))
-        name = f"dice_boxplots_{split}.png"
-        dice_boxplots(common, summaries[split]["trainers"], classes, out_dir / name, title=f"{SPLIT_TITLES[split]}: per-case Dice")
-        plots[split] = name
-    settings = {**settings, "plots": plots}
-    summary = {"settings": settings, "splits": summaries, "gaps": [asdict(g) for g in gaps]}
+    for split in splits:
+        common = _restrict(frame[frame.split == split], set(map(tuple, summaries[split]["common_cases"])))
+        dice_boxplots(common, summaries[split]["trainers"], classes, out_dir / plots[split], title=f"{SPLIT_TITLES[split]}: per-case Dice")
     write_json(summary, out_dir / "summary.json")
-    write_text(markdown_report(summaries, gaps, settings), out_dir / "report.md")
+    write_text(report, out_dir / "report.md")
     return summary

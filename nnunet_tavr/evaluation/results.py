@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 from nnunet_tavr.folders import NnunetFolders
+from nnunet_tavr.errors import GridMismatch
 from nnunet_tavr.io import InputError
 
 #: File endings SimpleITK reads; others go through the nnU-Net reader named by the file ending.
@@ -232,14 +233,14 @@ def evaluate_job(
     reference, spacing, ref_geometry = read_segmentation(job.reference, job.case, file_ending)
     prediction, _, pred_geometry = read_segmentation(job.prediction, job.case, file_ending)
     if reference.shape != prediction.shape:
-        raise InputError(
+        raise GridMismatch(
             f"case {job.case}: prediction {job.prediction} has shape {prediction.shape}, "
             f"reference {job.reference} has {reference.shape}"
         )
     if ref_geometry is not None and pred_geometry is not None:
         problem = ref_geometry.mismatch(pred_geometry)
         if problem:
-            raise InputError(f"case {job.case}: prediction {job.prediction} does not lie on the grid of {job.reference}: {problem}")
+            raise GridMismatch(f"case {job.case}: prediction {job.prediction} does not lie on the grid of {job.reference}: {problem}")
     records = case_metrics(reference, prediction, classes, spacing, one_empty=one_empty, ignore_value=ignore_value)
     base = {"trainer": job.trainer, "split": job.split, "fold": job.fold, "case": job.case}
     return [{**base, **r} for r in records]
@@ -251,7 +252,16 @@ def _cache_key(job: CaseJob, classes, one_empty: str, ignore_value: int | None) 
     return hashlib.sha1(payload.encode()).hexdigest()
 
 
-def _run_one(args) -> list[dict]:
+def _run_one(args) -> tuple[CaseJob, list[dict] | str]:
+    """``(job, records)``, or ``(job, reason)`` for a case whose files are bad input."""
+    job = args[0]
+    try:
+        return job, _evaluate_cached(args)
+    except InputError as exc:
+        return job, f"{exc.code}: {exc}"
+
+
+def _evaluate_cached(args) -> list[dict]:
     job, classes, file_ending, one_empty, ignore_value, cache_dir = args
     cache = None
     if cache_dir is not None:
@@ -278,29 +288,38 @@ def evaluate_jobs(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     ignore_value: int | None = None,
-) -> list[dict]:
+) -> tuple[list[dict], list[Gap]]:
     """Evaluate every job, in parallel over cases, with a progress bar.
 
     With ``cache_dir``, each case's records are stored under a key made of the file paths, their
     modification times and sizes, the classes and the conventions, so a rerun only evaluates
-    what changed (and an interrupted run resumes).
+    what changed (and an interrupted run resumes). A case whose files cannot be used (unreadable,
+    another grid) does not stop the others: it comes back as a :class:`Gap` with the reason.
     """
     from tqdm import tqdm
 
     tasks = [(job, list(classes), file_ending, one_empty, ignore_value, str(cache_dir) if cache_dir else None) for job in jobs]
     records: list[dict] = []
+    gaps: list[Gap] = []
+
+    def collect(outcome) -> None:
+        job, result = outcome
+        if isinstance(result, str):
+            gaps.append(Gap(job.trainer, job.split, job.fold, job.case, result))
+        else:
+            records.extend(result)
+        bar.update()
+
     bar = tqdm(total=len(tasks), desc="evaluating cases", unit="case", disable=not progress)
     if num_processes <= 1 or len(tasks) <= 1:
         for task in tasks:
-            records += _run_one(task)
-            bar.update()
+            collect(_run_one(task))
     else:
         import multiprocessing
 
         # spawn, as nnU-Net does: safe whatever threads the parent (torch, tqdm) has started.
         with multiprocessing.get_context("spawn").Pool(min(num_processes, len(tasks))) as pool:
-            for result in pool.imap_unordered(_run_one, tasks):
-                records += result
-                bar.update()
+            for outcome in pool.imap_unordered(_run_one, tasks):
+                collect(outcome)
     bar.close()
-    return records
+    return records, gaps

@@ -21,35 +21,33 @@ import argparse
 import sys
 from pathlib import Path
 
-SUFFIXES = (".nii.gz", ".nii", ".mha", ".nrrd")
+from nnunet_tavr.totalseg import IMAGE_ENDINGS, find_image, image_stem, list_images
+
+#: The ascending-aorta height is measured along the centreline; beyond 150 mm it has left the aorta.
+HEIGHT_RANGE_MM = (5.0, 150.0)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    from nnunet_tavr.argtypes import float_range
+
     parser.add_argument("seg", type=Path, help="7-class TAVR segmentation, or a folder of them")
     parser.add_argument("-o", "--out", type=Path, required=True, metavar="OUT_DIR", help="output folder")
     parser.add_argument("--ct", type=Path, help="CT of the case (shown under the annulus contour); a folder when SEG is a folder (CASE_0000.nii.gz or CASE.nii.gz)")
-    parser.add_argument("--height", type=float, default=40.0, metavar="MM", help="height above the annulus (centreline arc length, mm) of the ascending-aorta diameter (default 40)")
+    parser.add_argument("--height", type=float_range(*HEIGHT_RANGE_MM), default=40.0, metavar="MM",
+                        help=f"height above the annulus (centreline arc length, {HEIGHT_RANGE_MM[0]:g}-{HEIGHT_RANGE_MM[1]:g} mm) of the ascending-aorta diameter (default 40)")
     parser.add_argument("--no-figure", action="store_true", help="write measurements.json only")
     parser.add_argument("--force", action="store_true", help="measure again cases whose measurements.json exists")
 
 
 def case_name(path: Path) -> str:
-    name = path.name
-    for suffix in SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
+    return image_stem(path)
 
 
 def find_ct(ct: Path | None, case: str) -> Path | None:
     """The CT of ``case`` in folder ``ct`` (nnU-Net's CASE_0000 naming first), or ``ct`` itself."""
     if ct is None or ct.is_file():
         return ct
-    for stem in (f"{case}_0000", case):
-        for suffix in SUFFIXES:
-            if (ct / f"{stem}{suffix}").is_file():
-                return ct / f"{stem}{suffix}"
-    return None
+    return find_image(ct, f"{case}_0000") or find_image(ct, case)
 
 
 def measure_file(seg: Path, out_dir: Path, ct: Path | None = None, height_mm: float = 40.0, figure: bool = True):
@@ -91,52 +89,61 @@ def measure_file(seg: Path, out_dir: Path, ct: Path | None = None, height_mm: fl
 
 
 def main(args: argparse.Namespace) -> int:
-    from nnunet_tavr.io import InputError, write_text
-
-    seg: Path = args.seg
-    if seg.is_dir():
-        files = sorted(p for p in seg.iterdir() if p.is_file() and p.name.endswith(SUFFIXES))
-        if not files:
-            print(f"error: no segmentations ({', '.join(SUFFIXES)}) in {seg}", file=sys.stderr)
-            return 2
-        if args.ct is not None and not args.ct.is_dir():
-            print(f"error: SEG is a folder, so --ct must be a folder too: {args.ct}", file=sys.stderr)
-            return 2
-    elif seg.is_file():
-        files = [seg]
-    else:
-        print(f"error: file not found: {seg}", file=sys.stderr)
-        return 2
+    import traceback
 
     from tqdm import tqdm
+
+    from nnunet_tavr.errors import InputError, UsageError
+    from nnunet_tavr.io import write_text
+    from nnunet_tavr.safepaths import check_input, check_output_dir, contained
+
+    seg: Path = check_input(args.seg, "SEG", "any")
+    check_input(args.ct, "--ct", "any")
+    if seg.is_dir():
+        files = list_images(seg)
+        if not files:
+            raise InputError(f"no segmentations ({', '.join(IMAGE_ENDINGS)}) in {seg}")
+        if args.ct is not None and not args.ct.is_dir():
+            raise UsageError(f"SEG is a folder, so --ct must be a folder too: {args.ct}")
+    else:
+        files = [seg]
+    check_output_dir(args.out, inputs=[seg, args.ct])
 
     rows, failed = [], []
     for path in tqdm(files, desc="measure", unit="case", disable=len(files) == 1):
         case = case_name(path)
-        out_dir = args.out / case if seg.is_dir() else args.out
-        done = out_dir / "measurements.json"
-        if done.is_file() and not args.force and done.stat().st_mtime >= path.stat().st_mtime:
-            rows.append(_row_from_json(done, case))
-            continue
-        ct = find_ct(args.ct, case)
-        if args.ct is not None and ct is None:
-            tqdm.write(f"warning: case {case}: no CT in {args.ct}; figure shows the labels")
         try:
+            out_dir = contained(args.out, case) if seg.is_dir() else args.out
+            done = out_dir / "measurements.json"
+            if done.is_file() and not args.force and done.stat().st_mtime >= path.stat().st_mtime:
+                rows.append(_row_from_json(done, case))
+                continue
+            ct = find_ct(args.ct, case)
+            if args.ct is not None and ct is None:
+                tqdm.write(f"warning: case {case}: no CT in {args.ct}; figure shows the labels")
             record = measure_file(path, out_dir, ct, args.height, not args.no_figure)
         except InputError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            failed.append(case)
+            if len(files) == 1:
+                raise
+            tqdm.write(f"error: {exc}", file=sys.stderr)
+            failed.append({"case": case, "error": f"{exc.code}: {exc}"})
+            continue
+        except Exception as exc:  # a bug: keep going with the other cases, but show where it happened
+            if len(files) == 1:
+                raise
+            tqdm.write(f"error: case {case}: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}", file=sys.stderr)
+            failed.append({"case": case, "error": f"{type(exc).__name__}: {exc}"})
             continue
         rows.append(record.summary_row())
         if len(files) == 1:
             _print_summary(record, out_dir)
-    if seg.is_dir() and rows:
+    if seg.is_dir():
         import pandas as pd
 
-        write_text(pd.DataFrame(rows).to_csv(index=False), args.out / "measurements.csv")
-        print(f"measured {len(rows)} cases -> {args.out / 'measurements.csv'}")
+        write_text(pd.DataFrame(rows + failed).to_csv(index=False), args.out / "measurements.csv")
+        print(f"measured {len(rows)} case(s)" + (f", {len(failed)} failed" if failed else "") + f" -> {args.out / 'measurements.csv'}")
     if failed:
-        print(f"{len(failed)} case(s) failed: {', '.join(failed)}", file=sys.stderr)
+        print(f"{len(failed)} case(s) failed: {', '.join(f['case'] for f in failed)} (reasons in measurements.csv)", file=sys.stderr)
         return 1
     return 0
 

@@ -13,19 +13,36 @@ from nnunet_tavr.phantom.writer import write_dataset
 __doc__ = _package.__doc__.split("\nPackage structure\n")[0]
 
 
+#: The largest subject written (voxels): a 600 x 512 x 512 grid, about 2.4 GB of masks and CT in memory.
+MAX_VOXELS = 160_000_000
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    from nnunet_tavr.argtypes import at_least, float_range
+
     parser.add_argument("out_dir", type=Path, help="output folder (TotalSegmentator dataset layout)")
-    parser.add_argument("-n", "--num-subjects", type=int, default=8, help="number of subjects (default 8)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same data (default 0)")
-    parser.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"), default=(200, 160, 160), help="voxels per subject (default 200 160 160)")
-    parser.add_argument("--spacing", type=float, nargs="+", default=[1.5], metavar="MM", help="voxel size in mm: one value, or three (z y x) (default 1.5)")
-    parser.add_argument("--no-heart", type=int, nargs="*", default=[], metavar="I", help="subject indices without heart (chest-less scans)")
-    parser.add_argument("--no-iliacs", type=int, nargs="*", default=[], metavar="I", help="subject indices without iliac arteries")
+    parser.add_argument("-n", "--num-subjects", type=at_least(1), default=8, help="number of subjects (default 8)")
+    parser.add_argument("--seed", type=at_least(0), default=0, help="random seed; same seed, same data (default 0)")
+    parser.add_argument("--shape", type=at_least(16), nargs=3, metavar=("Z", "Y", "X"), default=(200, 160, 160), help="voxels per subject (default 200 160 160)")
+    parser.add_argument("--spacing", type=float_range(0.3, 10.0), nargs="+", default=[1.5], metavar="MM", help="voxel size in mm, 0.3-10: one value, or three (z y x) (default 1.5)")
+    parser.add_argument("--no-heart", type=at_least(0), nargs="*", default=[], metavar="I", help="subject indices without heart (chest-less scans)")
+    parser.add_argument("--no-iliacs", type=at_least(0), nargs="*", default=[], metavar="I", help="subject indices without iliac arteries")
 
 
 def main(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from nnunet_tavr.errors import UsageError
+    from nnunet_tavr.safepaths import check_output_dir
+
     if len(args.spacing) not in (1, 3):
-        raise SystemExit("--spacing takes one value or three (z y x)")
+        raise UsageError("--spacing takes one value or three (z y x)")
+    outside = sorted(i for i in set(args.no_heart) | set(args.no_iliacs) if i >= args.num_subjects)
+    if outside:
+        raise UsageError(f"--no-heart / --no-iliacs: subject index {outside[0]} does not exist (-n {args.num_subjects} gives 0-{args.num_subjects - 1})")
+    if int(np.prod(args.shape, dtype=np.int64)) > MAX_VOXELS:
+        raise UsageError(f"--shape {' '.join(map(str, args.shape))} has {int(np.prod(args.shape, dtype=np.int64)):,} voxels; at most {MAX_VOXELS:,}")
+    check_output_dir(args.out_dir, option="out_dir")
     spacing = args.spacing[0] if len(args.spacing) == 1 else tuple(args.spacing)
     ids = write_dataset(args.out_dir, args.num_subjects, args.seed, tuple(args.shape), spacing, args.no_heart, args.no_iliacs)
     print(f"wrote {len(ids)} subjects to {args.out_dir} (TotalSegmentator layout, truth.json per subject)")

@@ -184,6 +184,8 @@ def _single(args) -> int:
     params = _params(args)
     subject = load_tavr_subject(args.subject, mask_paths=explicit, multilabel=multilabel, ct_path=args.ct, warn=_warn)
     read = [*subject.mask_paths.values(), *([subject.ct_path] if subject.ct_path else [])]
+    for path, option, endings in given:  # now that every file read is known (links and hard links included)
+        check_output_file(path, inputs=read, endings=endings, option=option)
     fingerprint = _fingerprint(sorted(set(read)), params, args.require_iliacs)
     previous = _previous_report(args.report)
     if not args.force and _up_to_date(previous, fingerprint, args.output, args.qc):
@@ -213,7 +215,7 @@ def _batch(args) -> int:
     from nnunet_tavr.label_derivation.case import derive_case, load_tavr_subject
     from nnunet_tavr.label_derivation.labelmap import DerivationResult
     from nnunet_tavr.label_derivation.qc import plot_dataset_curves
-    from nnunet_tavr.safepaths import check_input, check_output_dir, contained
+    from nnunet_tavr.safepaths import check_input, check_output_dir, check_output_file, contained
     from nnunet_tavr.totalseg import multilabel_files
 
     if args.subject is None:
@@ -239,6 +241,9 @@ def _batch(args) -> int:
             read = [*subject.mask_paths.values(), *([subject.ct_path] if subject.ct_path else [])]
             fingerprint = _fingerprint(sorted(set(read)), params, args.require_iliacs)
             qc = None if args.no_qc else contained(out, "qc", f"{case}.png")
+            for path in (labels, report, qc):
+                if path is not None:
+                    check_output_file(path, inputs=read, option="-o")
             if not args.force and _up_to_date(previous, fingerprint, labels, qc):
                 results.append(DerivationResult.from_dict(previous))
                 continue

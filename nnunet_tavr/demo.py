@@ -424,22 +424,25 @@ def _truth_values(truth: dict) -> dict[str, str]:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    from nnunet_tavr.argtypes import at_least
+
     parser.add_argument("-o", "--output", type=Path, default=Path("demo_output"), help="output folder (default demo_output)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda if available")
-    parser.add_argument("--cases", type=int, default=None, help="phantom subjects (default 12, --quick 8)")
+    parser.add_argument("--cases", type=at_least(7), default=None, help="phantom subjects, at least 7: 5 cross-validation folds, a test case, one excluded subject (default 12, --quick 8)")
     parser.add_argument("--quick", action="store_true", help="smoke run: fewer cases, 2-epoch trainings (~5 min on CPU)")
-    parser.add_argument("--seed", type=int, default=0, help="phantom and split seed (default 0)")
+    parser.add_argument("--seed", type=at_least(0), default=0, help="phantom and split seed (default 0)")
 
 
 def main(args: argparse.Namespace) -> int:
+    from nnunet_tavr.safepaths import check_output_dir
+
+    check_output_dir(args.output)
     device = args.device
     if device == "auto":
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     cases = args.cases or (8 if args.quick else 12)
-    if cases < 7:
-        raise SystemExit("--cases must be at least 7 (5 cross-validation folds, a test case, one excluded subject)")
     settings = Settings(out=args.output.resolve(), device=device, quick=args.quick, cases=cases, seed=args.seed)
     settings.out.mkdir(parents=True, exist_ok=True)
     try:

@@ -66,10 +66,12 @@ class TavrScheme(Scheme):
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        from nnunet_tavr.argtypes import positive_float
+
         g = parser.add_argument_group("scheme tavr (the default)")
         g.add_argument("--require-iliacs", action="store_true", help="drop cases whose iliac arteries are absent (default: keep them with empty iliac labels)")
-        g.add_argument("--valve-mm", type=float, default=None, help=f"valve rule distance in mm (default {DerivationParams.valve_mm})")
-        g.add_argument("--annulus-mm", type=float, default=None, help=f"annulus rule distance in mm (default {DerivationParams.annulus_mm})")
+        g.add_argument("--valve-mm", type=positive_float, default=None, help=f"valve rule distance in mm (default {DerivationParams.valve_mm})")
+        g.add_argument("--annulus-mm", type=positive_float, default=None, help=f"annulus rule distance in mm (default {DerivationParams.annulus_mm})")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "TavrScheme":

@@ -18,27 +18,30 @@ from nnunet_tavr.io import write_json
 TINY_PLANS = "nnUNetTinyPlans"
 
 
-def tiny_configuration(configuration: dict, patch_size: int = 32, features: tuple[int, ...] = (8, 16, 32), batch_size: int = 2) -> dict:
+def tiny_configuration(configuration: dict, patch_size: int | tuple[int, ...] = 32, features: tuple[int, ...] = (8, 16, 32),
+                       batch_size: int = 2) -> dict:
     """Return a copy of one plans configuration with a tiny U-Net.
 
     Parameters
     ----------
     configuration : dict
         A configuration of an nnU-Net plans file (``plans["configurations"]["3d_fullres"]``).
-    patch_size : int
-        Edge length of the (cubic or square) patch in voxels; must be divisible by
-        ``2 ** (len(features) - 1)``.
+    patch_size : int or tuple of int
+        Patch size in voxels: an edge length (cubic or square patch) or one size per axis (in the
+        configuration's axis order; a 2-D configuration takes the last two). Every size must be
+        divisible by ``2 ** (len(features) - 1)``.
     features : tuple of int
         Feature maps per stage; its length is the number of stages.
     batch_size : int
         Patches per training iteration.
     """
     n_stages = len(features)
-    if patch_size % 2 ** (n_stages - 1):
-        raise ValueError(f"patch_size {patch_size} is not divisible by 2**{n_stages - 1}")
     dims = len(configuration["patch_size"])
+    sizes = [int(patch_size)] * dims if isinstance(patch_size, int) else [int(p) for p in patch_size][-dims:]
+    if len(sizes) != dims or any(p % 2 ** (n_stages - 1) for p in sizes):
+        raise ValueError(f"patch_size {patch_size} must give {dims} sizes divisible by 2**{n_stages - 1}")
     config = json.loads(json.dumps(configuration))  # deep copy of plain JSON
-    config["patch_size"] = [patch_size] * dims
+    config["patch_size"] = sizes
     config["batch_size"] = batch_size
     kwargs = config["architecture"]["arch_kwargs"]
     kwargs.update(
@@ -57,7 +60,7 @@ def write_tiny_plans(
     source_plans: str = "nnUNetPlans",
     target_plans: str = TINY_PLANS,
     configurations: tuple[str, ...] = ("3d_fullres", "2d"),
-    patch_size: int = 32,
+    patch_size: int | tuple[int, ...] = 32,
     features: tuple[int, ...] = (8, 16, 32),
     batch_size: int = 2,
 ) -> Path:

@@ -106,7 +106,8 @@ def test_compare_writes_all_outputs_with_known_values(toy_tree, tmp_path):
     assert val["bootstrap_ci"]["TrB"]["n"] == 2
     (test,) = val["wilcoxon"]
     assert (test["a"], test["b"], test["n"], test["wins"]) == ("TrA", "TrB", 2, 2)
-    assert test["p"] == pytest.approx(0.5)  # exact two-sided p of 2 positive differences
+    assert test["p"] is None and test["note"] == "n too small"  # 2 pairs: no test (its exact p could only be 0.5)
+    assert val["bootstrap_ci"]["TrB"]["low"] is None  # and no interval, not a zero-width one
     assert {(g["trainer"], g["fold"], g["case"]) for g in summary["gaps"]} == {("TrB", "0", "c2"), ("TrB", "1", None)}
 
     report = (out / "report.md").read_text()
@@ -116,6 +117,7 @@ def test_compare_writes_all_outputs_with_known_values(toy_tree, tmp_path):
     ring_dice = next(line for line in report.splitlines() if line.startswith("| ring Dice |"))
     assert ring_dice.split("|")[2].strip() == "**100.00**" and ring_dice.split("|")[3].strip() == "83.33"
     assert "fold 1: no validation predictions" in report and "case c2: prediction missing" in report
+    assert report.count("n too small") >= 3  # the two intervals and the test
     assert "left out of the common comparison" in report
     png = (out / "dice_boxplots_val.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000

@@ -25,6 +25,7 @@ import numpy as np
 
 from nnunet_tavr.evaluation.metrics import HIGHER_IS_BETTER, METRICS, SegClass
 from nnunet_tavr.evaluation.results import Gap
+from nnunet_tavr.evaluation.stats import MIN_CASES, TOO_FEW
 from nnunet_tavr.io import atomic_path, pyplot, save_figure, write_json, write_text
 
 CASE_KEY = ["fold", "case"]
@@ -210,7 +211,8 @@ def _ci_table(summary: dict) -> str:
     level = round(100 * next(iter(summary["bootstrap_ci"].values()))["confidence"]) if summary["bootstrap_ci"] else 95
     lines = [f"| trainer | mean Dice | {level}% CI | n |", "|---|---:|---:|---:|"]
     for t, ci in summary["bootstrap_ci"].items():
-        lines.append(f"| {t} | {_fmt(ci['mean_dice'], 'Dice')} | [{_fmt(ci['low'], 'Dice')}, {_fmt(ci['high'], 'Dice')}] | {ci['n']} |")
+        interval = TOO_FEW if ci["n"] < MIN_CASES else f"[{_fmt(ci['low'], 'Dice')}, {_fmt(ci['high'], 'Dice')}]"
+        lines.append(f"| {t} | {_fmt(ci['mean_dice'], 'Dice')} | {interval} | {ci['n']} |")
     return "\n".join(lines)
 
 
@@ -224,9 +226,11 @@ def _test_table(summary: dict) -> str:
         "|---|---|---:|---:|---:|---:|---:|---:|:---:|",
     ]
     for t in summary["wilcoxon"]:
+        few = t["n"] < MIN_CASES
+        p, p_holm, significant = (TOO_FEW, TOO_FEW, "–") if few else (_p(t["p"]), _p(t["p_holm"]), "yes" if t["significant"] else "no")
         lines.append(
             f"| {t['a']} | {t['b']} | {t['n']} | {_fmt(t['mean_difference'], 'Dice')} | {_fmt(t['median_difference'], 'Dice')} | "
-            f"{t['wins']} / {t['ties']} / {t['losses']} | {_p(t['p'])} | {_p(t['p_holm'])} | {'yes' if t['significant'] else 'no'} |"
+            f"{t['wins']} / {t['ties']} / {t['losses']} | {p} | {p_holm} | {significant} |"
         )
     return "\n".join(lines)
 

@@ -11,6 +11,11 @@ from typing import Sequence
 
 import numpy as np
 
+#: Fewer cases than this make no interval and no test: shown as "n too small", never as a
+#: zero-width interval or a p-value (two resampled cases give three possible means).
+MIN_CASES = 3
+TOO_FEW = "n too small"
+
 
 def bootstrap_ci(
     values: Sequence[float],
@@ -22,8 +27,8 @@ def bootstrap_ci(
     """Bootstrap confidence interval of the mean of ``values`` (cases resampled with replacement).
 
     Thin wrapper of :func:`scipy.stats.bootstrap`. NaNs are not allowed (drop them first, and
-    report how many you dropped). With fewer than two values, or when all values are equal, the
-    interval degenerates to the single value.
+    report how many you dropped). With fewer than :data:`MIN_CASES` values there is no interval
+    (NaN, NaN: the report says "n too small"); when all values are equal, the interval is that value.
 
     Parameters
     ----------
@@ -50,9 +55,9 @@ def bootstrap_ci(
         raise ValueError(f"values must be 1-d, got shape {values.shape}")
     if np.isnan(values).any():
         raise ValueError("values contain NaN; drop them (and report it) before bootstrapping")
-    if values.size == 0:
+    if values.size < MIN_CASES:
         return (np.nan, np.nan)
-    if np.all(values == values[0]):  # one case, or no spread: nothing to resample
+    if np.all(values == values[0]):  # no spread: nothing to resample
         return (float(values[0]), float(values[0]))
     result = bootstrap(
         (values,),
@@ -71,7 +76,8 @@ def paired_wilcoxon(a: Sequence[float], b: Sequence[float]) -> dict:
 
     Uses :func:`scipy.stats.wilcoxon` with its defaults (``zero_method="wilcox"``: zero
     differences are dropped; exact distribution for small samples without ties). When every
-    difference is zero there is no evidence of a difference and the p-value is 1.
+    difference is zero there is no evidence of a difference and the p-value is 1. With fewer than
+    :data:`MIN_CASES` pairs there is no test: ``p`` is NaN and ``note`` says "n too small".
 
     Returns
     -------
@@ -94,8 +100,8 @@ def paired_wilcoxon(a: Sequence[float], b: Sequence[float]) -> dict:
         "ties": int((diff == 0).sum()),
         "losses": int((diff < 0).sum()),
     }
-    if diff.size == 0:
-        return {**out, "statistic": np.nan, "p": np.nan}
+    if diff.size < MIN_CASES:
+        return {**out, "statistic": np.nan, "p": np.nan, "note": TOO_FEW}
     if np.all(diff == 0):
         return {**out, "statistic": 0.0, "p": 1.0}
     with warnings.catch_warnings():

@@ -295,3 +295,20 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
         fig.savefig(tmp, dpi=dpi, format="png")
     plt.close(fig)
     return Path(path)
+
+
+def as_label_map(array: np.ndarray, where: str, error: type = InputError) -> np.ndarray:
+    """``array`` as an integer label map, or ``error`` naming ``where`` (e.g. ``"case c1: seg.nii.gz"``).
+
+    Float images holding whole numbers (some tools write label maps as float) are converted;
+    fractional or negative values are refused: such a file is not a label map.
+    """
+    array = np.asarray(array)
+    if not np.issubdtype(array.dtype, np.integer):
+        rounded = np.rint(array)
+        if not np.array_equal(rounded, array):
+            raise error(f"{where} has non-integer values: not a label map")
+        array = rounded.astype(np.int32)
+    if array.size and array.min() < 0:
+        raise error(f"{where} has negative values: not a label map")
+    return array

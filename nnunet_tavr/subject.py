@@ -27,7 +27,7 @@ import numpy as np
 
 from nnunet_tavr import totalseg
 from nnunet_tavr.errors import GridMismatch, InputError, MissingFile, TaskMismatch
-from nnunet_tavr.io import Geometry, read_array, read_geometry, read_mask
+from nnunet_tavr.io import Geometry, as_label_map, read_array, read_geometry, read_mask
 
 
 @dataclass
@@ -131,13 +131,7 @@ def read_multilabel(
         _check_grid(geometry, reference[0], path, reference[1], case)
     elif array.ndim != 3:
         raise InputError(f"case {case}: {path} is not a 3-D image (shape {array.shape})")
-    if not np.issubdtype(array.dtype, np.integer):
-        rounded = np.rint(array)
-        if not np.array_equal(rounded, array):
-            raise TaskMismatch(f"case {case}: {path} has non-integer values: not a TotalSegmentator multilabel file")
-        array = rounded.astype(np.int32)
-    if array.size and array.min() < 0:
-        raise TaskMismatch(f"case {case}: {path} has negative values: not a TotalSegmentator multilabel file")
+    array = as_label_map(array, f"case {case}: {path}", TaskMismatch)
     values, z_mm = _label_positions(array, geometry)
     problem = totalseg.check_task_fit(values, z_mm, task)
     if problem:

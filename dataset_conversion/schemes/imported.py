@@ -37,7 +37,7 @@ import numpy as np
 from nnunet_tavr import totalseg
 from nnunet_tavr.dataset_conversion.scheme import CaseOutput, CaseResult, Scheme, count_labels
 from nnunet_tavr.errors import InputError, MissingFile
-from nnunet_tavr.io import read_array
+from nnunet_tavr.io import as_label_map, read_array
 from nnunet_tavr.labels import LABELS
 
 
@@ -84,11 +84,7 @@ def check_mapping(raw: dict, where: str = "mapping") -> dict:
 
 def remap(array: np.ndarray, mapping: dict[int, int], unmapped: str, case: str, path) -> np.ndarray:
     """The label map in the dataset's values (a lookup table over the values present)."""
-    if not np.issubdtype(array.dtype, np.integer):
-        rounded = np.rint(array)
-        if not np.array_equal(rounded, array):
-            raise InputError(f"case {case}: {path} has non-integer values: not a label map")
-        array = rounded.astype(np.int64)
+    array = as_label_map(array, f"case {case}: {path}")
     present = np.unique(array)
     missing = [int(v) for v in present if int(v) not in mapping and v != 0]
     if missing and unmapped == "error":

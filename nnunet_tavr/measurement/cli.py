@@ -54,7 +54,7 @@ def measure_file(seg: Path, out_dir: Path, ct: Path | None = None, height_mm: fl
     """Measure one segmentation file; write ``measurements.json`` (and ``.png``) into ``out_dir``."""
     import numpy as np
 
-    from nnunet_tavr.io import InputError, read_array, write_json
+    from nnunet_tavr.io import InputError, as_label_map, read_array, write_json
     from nnunet_tavr.labels import LABELS
     from nnunet_tavr.measurement.tavr import measure_tavr
 
@@ -62,10 +62,7 @@ def measure_file(seg: Path, out_dir: Path, ct: Path | None = None, height_mm: fl
     labels, geometry = read_array(seg, case)
     if labels.ndim != 3:
         raise InputError(f"case {case}: {seg} is not a 3d image (shape {labels.shape})")
-    if not np.issubdtype(labels.dtype, np.integer):
-        if not np.array_equal(np.rint(labels), labels):
-            raise InputError(f"case {case}: {seg} has non-integer values: not a label map")
-        labels = np.rint(labels).astype(np.int16)
+    labels = as_label_map(labels, f"case {case}: {seg}")
     values = np.unique(labels)
     bad = values[(values < 0) | (values > max(LABELS.values()))]
     if bad.size:

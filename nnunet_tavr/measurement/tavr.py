@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from nnunet_tavr.io import as_label_map
 from nnunet_tavr.labels import FOREGROUND, LABELS
 from nnunet_tavr.measurement.access import measure_iliac
 from nnunet_tavr.measurement.annulus import measure_annulus
@@ -61,13 +62,7 @@ def measure_tavr(labels: np.ndarray, spacing, case: str = "case", ascending_heig
     spacing = tuple(float(s) for s in np.broadcast_to(np.asarray(spacing, float), (3,)))
     if labels.ndim != 3:
         raise ValueError(f"case {case}: expected a 3d label map, got shape {labels.shape}")
-    if not np.issubdtype(labels.dtype, np.integer):
-        rounded = np.rint(labels)
-        if not np.array_equal(rounded, labels):
-            raise ValueError(f"case {case}: label map has non-integer values")
-        labels = rounded.astype(np.int16)
-    if labels.min() < 0:
-        raise ValueError(f"case {case}: label map has negative values")
+    labels = as_label_map(labels, f"case {case}: the label map", ValueError)
     record = MeasurementRecord(case=case, shape=tuple(labels.shape), spacing=spacing, settings={"ascending_height_mm": ascending_height_mm})
     boxes = ndimage.find_objects(labels)
 

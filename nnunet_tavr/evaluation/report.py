@@ -132,6 +132,7 @@ def summarize_split(
             values = means[metric].loc[t].dropna().to_numpy() if t in means[metric].index.get_level_values(0) else np.array([])
             lo, hi = bootstrap_ci(values, confidence=confidence, n_resamples=n_resamples, seed=seed)
             ci_metrics[metric][t] = {"mean": _nan_to_none(float(values.mean())) if values.size else None,
+                                     "median": _nan_to_none(float(np.median(values))) if values.size else None,
                                      "low": _nan_to_none(lo), "high": _nan_to_none(hi), "n": int(values.size)}
 
     all_dice = case_means(frame, "Dice")
@@ -239,7 +240,7 @@ def _ci_table(summary: dict) -> str:
 
 
 def _metric_ci_table(summary: dict) -> str:
-    """Mean [CI] of every metric per trainer (Dice, IoU in %, distances in mm)."""
+    """Mean [bootstrap CI of the mean], median, of every metric per trainer (Dice, IoU in %, distances in mm)."""
     ci = summary.get("bootstrap_ci_metrics", {})
     trainers = summary["trainers"]
     lines = ["| metric | " + " | ".join(trainers) + " |", "|---|" + "---:|" * len(trainers)]
@@ -248,7 +249,8 @@ def _metric_ci_table(summary: dict) -> str:
         cells = []
         for t in trainers:
             c = ci.get(metric, {}).get(t)
-            cells.append("–" if not c else f"{_fmt(c['mean'], metric)} [{_fmt(c['low'], metric)}, {_fmt(c['high'], metric)}] (n={c['n']})")
+            cells.append("–" if not c else f"{_fmt(c['mean'], metric)} [{_fmt(c['low'], metric)}, {_fmt(c['high'], metric)}], "
+                         f"median {_fmt(c.get('median'), metric)} (n={c['n']})")
         lines.append(f"| {metric}{unit} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -313,7 +315,7 @@ def markdown_report(summaries: dict[str, dict], gaps: Sequence[Gap], settings: d
         out += ["### Mean Dice per fold (each trainer's own cases) and pooled (common cases)", "", _fold_table(summary), ""]
         out += [f"### Bootstrap confidence intervals of the mean Dice ({summary['n_resamples']} resamples, seed {summary['seed']})", "", _ci_table(summary), ""]
         out += [f"### Mean and {round(100 * next(iter(summary['bootstrap_ci'].values()))['confidence']) if summary['bootstrap_ci'] else 95}% "
-                f"bootstrap CI of every metric (per {summary.get('unit', 'case')})", "", _metric_ci_table(summary), ""]
+                f"bootstrap CI of the mean, and median, of every metric (per {summary.get('unit', 'case')})", "", _metric_ci_table(summary), ""]
         out += [
             f"### Paired Wilcoxon signed-rank tests on per-{summary.get('unit', 'case')} mean Dice (Holm-corrected, α = {summary['alpha']})",
             "",

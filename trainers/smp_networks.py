@@ -140,7 +140,8 @@ def load_encoder_weights(encoder: nn.Module, path: str | os.PathLike) -> tuple[l
             n = target.shape[1]
             value = value.sum(1, keepdim=True) if n == 1 else torch.cat([value] * (n // value.shape[1] + 1), 1)[:, :n] * (value.shape[1] / n)
         adapted[key] = value
-    result = encoder.load_state_dict(adapted, strict=False)
+    # nn.Module's own method: smp's encoders override load_state_dict and return nothing.
+    result = nn.Module.load_state_dict(encoder, adapted, strict=False)
     if not set(adapted) & set(own):
         raise ValueError(f"{path} shares no parameter with the {type(encoder).__name__} encoder: wrong file for this encoder?")
     return list(result.missing_keys), list(result.unexpected_keys)

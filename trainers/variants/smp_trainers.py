@@ -55,6 +55,10 @@ class SMPMixin(SingleOutputMixin):
     #: further keyword arguments of the smp class
     network_kwargs: dict = {}
 
+    def set_deep_supervision_enabled(self, enabled: bool) -> None:
+        """Nothing to switch: one output. nnU-Net calls ``set_deep_supervision_enabled(True)`` at the
+        end of ``perform_actual_validation`` to restore its default, so True is accepted too."""
+
     @classmethod
     def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
                                    num_input_channels: int, num_output_channels: int,

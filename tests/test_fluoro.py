@@ -168,3 +168,36 @@ def test_cli_derives_labels_excludes_chestless_and_refuses_non_tavr(tmp_path, ca
     assert main(["fluoro", str(bad), "-o", str(tmp_path / "o2")]) == 2
     assert "annulus" in capsys.readouterr().err
     assert main(["fluoro", str(phantoms), "-o", str(phantoms / "inside")]) == 2  # never inside the input
+
+
+def test_hinge_points_give_the_three_cusp_reference_and_place_the_pigtail(tmp_path, phantom, anatomy):
+    """With hinge points the frames are sampled around the three-cusp view and the pigtail rests
+    by the non-coronary nadir; the CLI reads them from a folder of <case>.json."""
+    from nnunet_tavr.carm import cusp_views, world_to_array
+    from nnunet_tavr.cli import main
+    from nnunet_tavr.fluoro.render import reference_view
+
+    n, c = anatomy.annulus_normal, anatomy.annulus_centre
+    e1 = np.cross(n, [0.0, 1.0, 0.0])
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(n, e1)
+    hinges = {k: array_to_world(c + 0.9 * anatomy.annulus_radius_mm * (np.cos(a) * e1 + np.sin(a) * e2), anatomy.geometry).tolist()
+              for k, a in zip(("right", "left", "non"), np.radians([90.0, 210.0, 330.0]))}
+    with_hinges = prepare_case("s3", phantom.ct, phantom.labels, phantom.geometry, hinge_points_world=hinges)
+    view, why = reference_view(with_hinges)
+    assert "three-cusp" in why
+    expected = cusp_views(hinges["right"], hinges["left"], hinges["non"]).three_cusp
+    assert (view.primary, view.secondary) == pytest.approx((expected.primary, expected.secondary))
+    nadir = world_to_array(np.asarray(hinges["non"]), anatomy.geometry)
+    assert np.linalg.norm(with_hinges.sinus_point - nadir) < 0.4 * anatomy.annulus_radius_mm + 5.0
+    assert "hinge points" in with_hinges.sinus_rule
+
+    folder = _write_nnunet_dataset(tmp_path, {"case_a": phantom})
+    (tmp_path / "hinges").mkdir()
+    (tmp_path / "hinges" / "case_a.json").write_text(json.dumps({"rcc": hinges["right"], "lcc": hinges["left"], "ncc": hinges["non"]}))
+    out = tmp_path / "frames"
+    assert main(["fluoro", str(folder), "-o", str(out), "--frames", "1", "--matrix", "48", "--pixel-mm", "3",
+                 "--hinge-points", str(tmp_path / "hinges"), "--quiet", "--no-preview"]) == 0
+    record = json.loads((out / "case_a" / "frames.json").read_text())
+    assert record["cusp_views"]["three_cusp"]["primary_deg"] == pytest.approx(expected.primary)
+    assert "three-cusp" in record["reference_view"]["why"]

@@ -59,7 +59,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     d = parser.add_argument_group("label derivation (folders of cases without --labels)")
     d.add_argument("--valve-mm", type=positive_float, default=None, help="valve rule distance, mm (default: derive's)")
     d.add_argument("--annulus-mm", type=positive_float, default=None, help="annulus rule distance, mm (default: derive's)")
-    parser.add_argument("--threads", type=at_least(1), default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--threads", type=at_least(1), default=1,
+                        help="torch threads (default 1: on a shared machine two threads were 4x slower, benchmarks/fluoro.py; "
+                             "more may help on an idle workstation)")
     parser.add_argument("--no-preview", action="store_true", help="no preview.png per case")
     parser.add_argument("--force", action="store_true", help="render again cases that are done")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -85,12 +87,8 @@ def settings_from_args(args):
 
 
 def main(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from nnunet_tavr.errors import InputError
     from nnunet_tavr.fluoro.cases import discover
-    from nnunet_tavr.fluoro.run import render_case
-    from nnunet_tavr.io import write_text
     from nnunet_tavr.label_derivation.case import DerivationParams
     from nnunet_tavr.safepaths import check_input, check_output_dir
 
@@ -108,12 +106,29 @@ def main(args: argparse.Namespace) -> int:
     given = {k: getattr(args, k) for k in ("valve_mm", "annulus_mm") if getattr(args, k) is not None}
     derivation = DerivationParams(**given) if layout == "cases" and args.labels is None else None
     out.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        return _render_all(args, cases, out, render, anatomy, derivation, layout)
+    finally:
+        torch.set_num_threads(threads)  # callers in the same process keep theirs
+
+
+def _render_all(args, cases, out, render, anatomy, derivation, layout) -> int:
+    from tqdm import tqdm
+
+    from nnunet_tavr.errors import InputError
+    from nnunet_tavr.fluoro.run import render_case
+    from nnunet_tavr.io import write_text
+
     rows, failed = ["case;patient;status;frames;reason;seconds"], []
     counts = {"rendered": 0, "resumed": 0, "excluded": 0, "failed": 0}
     for case in tqdm(cases, desc="fluoro", unit="case", disable=args.quiet):
         try:
             record = render_case(case, out, render, anatomy, args.seed, args.frames, derivation, args.hinge_points,
-                                 args.threads, preview=not args.no_preview, force=args.force)
+                                 preview=not args.no_preview, force=args.force)
         except InputError as exc:
             tqdm.write(f"error: {exc}", file=sys.stderr)
             failed.append(case.case)

@@ -68,42 +68,70 @@ def case_preview(path, case: str, images, masks, angles, normal_lps, views: dict
     return save_figure(fig, path)
 
 
-def conventions_figure(path) -> Path:
-    """The conventions of :mod:`nnunet_tavr.carm`: the patient's LPS axes, the AP, LAO 30 and CRA 30
-    C-arm poses (source, isocentre, detector and its image axes) and an S-curve."""
+def _c_arm(ax, angle: Angulation, plane: str, colour_: str, sid: float = 400.0, sdd: float = 560.0) -> None:
+    """One C-arm pose drawn in a 2-D anatomical view: ``plane`` "axial" (x, -y) or "sagittal" (-y, z);
+    distances shortened for the drawing."""
     from nnunet_tavr.carm import Projection
 
+    p = Projection.at(angle, [0, 0, 0], sdd=sdd, pixel_mm=1.0, shape=(300, 300), sid=sid)
+    c, r, d = p.axes
+    pick = (lambda v: np.array([v[0], -v[1]])) if plane == "axial" else (lambda v: np.array([-v[1], v[2]]))
+    s, det = pick(p.source), pick(p.detector_centre)
+    across = pick(c if plane == "axial" else r)
+    ax.annotate("", xy=det, xytext=s, arrowprops=dict(arrowstyle="->", color=colour_, lw=1.2))
+    ax.plot(*np.stack([det - 110 * across, det + 110 * across]).T, color=colour_, lw=4)
+    ax.plot(*s, "o", color=colour_)
+    ax.text(*(det + 75 * pick(d)), angle.label(0), color=colour_, ha="center", va="center", fontsize=10, fontweight="bold")
+
+
+def conventions_figure(path) -> Path:
+    """The conventions of :mod:`nnunet_tavr.carm` in three 2-D views and an S-curve: C-arm poses
+    seen from the feet (AP, LAO 30, RAO 30) and from the patient's left (CRA 30, CAU 30) with the
+    source (dot), the X-ray direction d (arrow) and the detector (bar); the AP image's axes; and the
+    S-curve of a typical annulus."""
+    from matplotlib.patches import Ellipse
+
     plt = pyplot()
-    fig = plt.figure(figsize=(15, 5.2))
-    views = [("AP (0, 0)", Angulation(0, 0)), ("LAO 30", Angulation(30, 0)), ("CRA 30", Angulation(0, 30))]
-    for k, (name, angle) in enumerate(views):
-        ax = fig.add_subplot(1, 4, k + 1, projection="3d")
-        p = Projection.at(angle, [0, 0, 0], sdd=1100, pixel_mm=1.0, shape=(300, 300), sid=785)
-        c, r, d = p.axes
-        s, det = p.source, p.detector_centre
-        ax.plot(*zip(s, det), color="tab:orange", lw=1)
-        ax.scatter(*s, color="tab:orange", s=40)
-        ax.text(*s, "source", fontsize=7)
-        corners = np.array([det + a * 150 * c + b * 150 * r for a, b in ((-1, -1), (1, -1), (1, 1), (-1, 1), (-1, -1))])
-        ax.plot(*corners.T, color="tab:blue")
-        ax.quiver(*det, *(150 * c), color="tab:green")
-        ax.quiver(*det, *(150 * r), color="tab:purple")
-        ax.text(*(det + 160 * c), "columns", color="tab:green", fontsize=7)
-        ax.text(*(det + 160 * r), "rows", color="tab:purple", fontsize=7)
-        for axis, label, col in ((np.eye(3)[0], "L (+x)", "k"), (np.eye(3)[1], "P (+y)", "k"), (np.eye(3)[2], "S (+z)", "k")):
-            ax.quiver(0, 0, 0, *(250 * axis), color=col, lw=1)
-            ax.text(*(270 * axis), label, fontsize=7)
-        ax.set_xlim(-800, 800)
-        ax.set_ylim(-800, 800)
-        ax.set_zlim(-800, 800)
-        ax.view_init(elev=18, azim=-60)
-        ax.set_xlabel("x (L)")
-        ax.set_ylabel("y (P)")
-        ax.set_zlabel("z (S)")
-        ax.set_title(f"{name}: d = ({d[0]:.2f}, {d[1]:.2f}, {d[2]:.2f})", fontsize=9)
-    ax = fig.add_subplot(1, 4, 4)
+    fig, axes = plt.subplots(1, 4, figsize=(19, 5.2), gridspec_kw={"width_ratios": [1, 1, 0.8, 1.1]})
+    ax = axes[0]
+    ax.add_patch(Ellipse((0, 0), 340, 240, fc="0.92", ec="k"))
+    ax.text(0, 60, "anterior (-y)", ha="center", fontsize=8)
+    ax.text(0, -80, "posterior (+y)", ha="center", fontsize=8)
+    ax.text(95, -10, "left\n(+x)", ha="center", va="center", fontsize=8)
+    ax.text(-95, -10, "right\n(-x)", ha="center", va="center", fontsize=8)
+    for angle, col in ((Angulation(0, 0), "k"), (Angulation(30, 0), "tab:red"), (Angulation(-30, 0), "tab:blue")):
+        _c_arm(ax, angle, "axial", col)
+    ax.set_title("seen from the feet (axial): primary angle\nLAO > 0: detector to the patient's left", fontsize=10)
+    ax2 = axes[1]
+    ax2.add_patch(Ellipse((0, 0), 240, 500, fc="0.92", ec="k"))
+    ax2.text(0, 200, "head\n(+z)", ha="center", fontsize=8)
+    ax2.text(62, -60, "anterior\n(-y)", ha="center", fontsize=8)
+    ax2.text(-62, -60, "posterior\n(+y)", ha="center", fontsize=8)
+    for angle, col in ((Angulation(0, 0), "k"), (Angulation(0, 30), "tab:red"), (Angulation(0, -30), "tab:blue")):
+        _c_arm(ax2, angle, "sagittal", col)
+    ax2.set_title("seen from the patient's left (sagittal): secondary\nCRA > 0: detector towards the head", fontsize=10)
+    for a in (ax, ax2):
+        a.set_xlim(-560, 560)
+        a.set_ylim(-560, 560)
+        a.set_aspect("equal")
+        a.set_xticks([])
+        a.set_yticks([])
+    ax3 = axes[2]
+    ax3.add_patch(plt.Rectangle((0, 0), 1, 1, fc="0.15"))
+    ax3.annotate("", xy=(0.95, 0.08), xytext=(0.05, 0.08), arrowprops=dict(arrowstyle="->", color="tab:green", lw=2))
+    ax3.text(0.5, 0.12, "columns: c = (cos a, sin a, 0)\nAP: patient's left ->", color="tab:green", ha="center", fontsize=9)
+    ax3.annotate("", xy=(0.08, 0.05), xytext=(0.08, 0.95), arrowprops=dict(arrowstyle="->", color="tab:purple", lw=2))
+    ax3.text(0.13, 0.6, "rows: r = (sin a sin b,\n -cos a sin b, -cos b)\nAP: head at the top", color="tab:purple", fontsize=9)
+    ax3.text(0.5, 0.88, "the detector image, seen from the\ndetector looking back at the source", color="w", ha="center", fontsize=9)
+    ax3.set_xlim(0, 1)
+    ax3.set_ylim(0, 1)
+    ax3.set_aspect("equal")
+    ax3.set_axis_off()
+    ax3.set_title("image axes (a = primary, b = secondary)", fontsize=10)
     normal = np.array([-0.35, -0.55, 0.76])  # a typical annulus normal: right, anterior, superior
-    s_curve_axes(ax, normal, {"nearest_ap": Angulation(0, float(s_curve(normal, 0)))}, title="S-curve of n = (-0.35, -0.55, 0.76) (LPS)")
-    fig.suptitle("C-arm conventions (patient LPS; d = source -> detector; LAO and CRA positive, detector side)", fontsize=11)
+    s_curve_axes(axes[3], normal, {"nearest_ap": Angulation(0, float(s_curve(normal, 0)))},
+                 title="S-curve of the annulus normal n = (-0.35, -0.55, 0.76) (LPS)")
+    fig.suptitle("C-arm conventions: patient LPS frame; d = (sin a cos b, -cos a cos b, sin b) from the source through "
+                 "the isocentre to the detector", fontsize=11)
     fig.tight_layout()
     return save_figure(fig, path)

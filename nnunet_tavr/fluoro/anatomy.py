@@ -161,6 +161,9 @@ def vessel_distance(labelmap: np.ndarray, spacing, labels: dict[str, int] = LABE
     lumen_values = root_values + _values(labels, ("aorta",))
     root_box = bounding_box(np.isin(labelmap, root_values))
     box = grow_box(root_box, np.ceil(reach_mm / spacing).astype(int), labelmap.shape)
+    # only the lumen inside that reach matters: crop to it (the cost array is as large as the box)
+    lumen_box = bounding_box(np.isin(labelmap[box], lumen_values))
+    box = tuple(slice(b.start + l.start, b.start + l.stop) for b, l in zip(box, lumen_box))
     crop = labelmap[box]
     lumen = np.isin(crop, lumen_values)
     starts = np.argwhere(np.isin(crop, root_values))

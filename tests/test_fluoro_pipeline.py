@@ -60,10 +60,14 @@ def test_train_predict_compare_by_patient(fluoro_nnunet, tmp_path):
     assert read_geometry(predictions / test_cases[0]).spacing == pytest.approx((PIXEL_MM, PIXEL_MM), rel=1e-5)
 
     out = tmp_path / "cmp"
-    tree.run("nnunet-tavr", "compare", "-d", str(DATASET_ID), "-c", "2d", "-p", tree.plans, "-tr", trainer, "-f", "0",
-             "--test", str(predictions), "--group-by", "patient", "-o", str(out), "-q", "-np", "1", "--bootstrap", "200")
+    from nnunet_tavr.cli import main
+
+    assert main(["compare", "-d", str(DATASET_ID), "-c", "2d", "-p", tree.plans, "-tr", trainer, "-f", "0", "--test", str(predictions),
+                 "--group-by", "patient", "-o", str(out), "-q", "-np", "1", "--bootstrap", "200", "--raw", str(tree.raw),
+                 "--preprocessed", str(tree.preprocessed), "--results", str(tree.results)]) == 0
     summary = json.loads((out / "summary.json").read_text())["splits"]
     groups = json.loads((tree.raw / DATASET / "tavr_splits.json").read_text())["groups"]
+    assert summary["val"]["unit"] == "patient" and summary["val"]["n_common_frames"][trainer] == len(list((model / "validation").glob("*.nii.gz")))
     test = summary["test"]
     assert test["unit"] == "patient" and test["n_common_cases"] == len({groups[c[: -len(".nii.gz")]] for c in test_cases})
     assert test["n_common_frames"][trainer] == len(test_cases)

@@ -16,6 +16,17 @@ LOSSES = ["", "DiceCE", "Focal", "SRDiceCE", "SRFocal", "FocalSR"]
 LOSS_PARENT = {loss: f"nnUNetTrainer{loss}" if loss else "nnUNetTrainer" for loss in LOSSES}
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One torch thread: on a shared 2-core machine two OpenMP threads spin-wait each other."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def lookup(monkeypatch):
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name

@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     from nnunet_tavr.carm import world_to_array
     from nnunet_tavr.fluoro.anatomy import prepare_case
     from nnunet_tavr.fluoro.projector import project
-    from nnunet_tavr.fluoro.render import RenderSettings, _upsample, frame_projection, render_frame, sample_frame
+    from nnunet_tavr.fluoro.render import RenderSettings, upsample_bicubic, frame_projection, render_frame, sample_frame
     from nnunet_tavr.phantom import make_subject
 
     load0 = os.getloadavg()
@@ -102,7 +102,6 @@ def main(argv=None) -> int:
     anatomy = prepare_case("bench", phantom.ct, phantom.labels, phantom.geometry)
     prepare_s = time.perf_counter() - t0
     settings = RenderSettings()
-    full = RenderSettings(background_pixel_mm=settings.pixel_mm)
 
     frame_rows = {}
     last = None
@@ -134,7 +133,7 @@ def main(argv=None) -> int:
     rows = (np.arange(n) + 0.5) * (h / n) - 0.5
     coarse = world_to_array(proj.pixel_points(rows, rows), g)
     images["ours, default (half voxel)"], times["ours, default (half voxel)"] = timed(
-        lambda: _upsample(project(anatomy.background, source=source, pixels=coarse), (h, w))[0], 3)
+        lambda: upsample_bicubic(project(anatomy.background, source=source, pixels=coarse), (h, w))[0], 3)
     diffdrr_note = ""
     if not args.no_diffdrr:
         try:

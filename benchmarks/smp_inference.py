@@ -32,7 +32,6 @@ SEED_ENCODERS = {"UnetPlusPlus": "efficientnet-b4", "Linknet": "se_resnext101_32
 
 
 def unet_reference(size: int, pixel_mm: float):
-    import torch  # noqa: F401  (imported before nnU-Net's planner)
     from architectures import plans_from_rules
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager

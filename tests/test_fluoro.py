@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nnunet_tavr.carm import array_to_world
-from nnunet_tavr.fluoro.anatomy import Settings, prepare_case
+from nnunet_tavr.fluoro.anatomy import prepare_case
 from nnunet_tavr.fluoro.render import RenderSettings, frame_projection, render_frame, sample_frame
 from nnunet_tavr.io import Geometry
 from nnunet_tavr.labels import LABELS

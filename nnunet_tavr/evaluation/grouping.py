@@ -53,8 +53,6 @@ def aggregate_by_group(frame, groups: dict[str, str]):
     InputError
         A case without a patient.
     """
-    import pandas as pd
-
     if frame.empty:
         return frame
     missing = sorted(set(frame["case"]) - set(groups))

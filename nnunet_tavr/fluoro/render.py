@@ -146,7 +146,9 @@ def _window(projection: Projection, anatomy: CaseAnatomy, volume, margin: int = 
     return slice(int(first[0]), int(last[0])), slice(int(first[1]), int(last[1]))
 
 
-def _upsample(image: np.ndarray, shape) -> np.ndarray:
+def upsample_bicubic(image: np.ndarray, shape) -> np.ndarray:
+    """``(C, h, w)`` images resized to ``shape`` by bicubic interpolation (pixel centres as in
+    :func:`line_integrals`' coarse grid)."""
     import torch
     import torch.nn.functional as F
 
@@ -172,7 +174,7 @@ def line_integrals(anatomy: CaseAnatomy, params: FrameParams, projection: Projec
     if anatomy.coarse is not None:
         lv, bolus, ramp = project(anatomy.coarse, source=source, pixels=coarse_pixels, threads=threads)
         coarse = coarse + dmu * (params.lv_fraction * lv + bolus - (1.0 - params.washout) * ramp)
-    total = _upsample(coarse[None], (h, w))[0]
+    total = upsample_bicubic(coarse[None], (h, w))[0]
     mask = np.zeros((h, w), bool)
     window = _window(projection, anatomy, anatomy.fine)
     if window is not None:
@@ -233,7 +235,7 @@ def _smooth(image: np.ndarray, sigma_px: float, factor: int = 8) -> np.ndarray:
     padded = np.pad(image, ((0, hp - h), (0, wp - w)), mode="edge")
     small = padded.reshape(hp // factor, factor, wp // factor, factor).mean(axis=(1, 3))
     small = ndimage.gaussian_filter(small, sigma_px / factor, mode="nearest")
-    return _upsample(small[None].astype(np.float32), (hp, wp))[0][:h, :w].astype(image.dtype)
+    return upsample_bicubic(small[None].astype(np.float32), (hp, wp))[0][:h, :w].astype(image.dtype)
 
 
 def degrade(line: np.ndarray, params: FrameParams, settings: RenderSettings, rng: np.random.Generator) -> np.ndarray:

@@ -9,7 +9,7 @@ with a seeded train/val/test split and a manifest of every kept and dropped case
                                                                # your label maps (released pseudo-labels, MM-WHS, ...)
 
 Schemes: tavr (default; the paper's 7 classes derived by rule), import (existing label maps and a
-label mapping). A case is kept when its scheme can make it; dropped cases are listed in
+label mapping), fluoro (angiography frames of 'nnunet-tavr fluoro', grouped by patient). A case is kept when its scheme can make it; dropped cases are listed in
 manifest.csv with the reason. Reruns skip finished cases and redo broken ones. Test cases go to
 imagesTs/labelsTs; folds 0-4 of splits_final.json are a 5-fold CV over train+val (grouped by
 patient where a scheme makes several cases per patient), fold 5 is the paper's single split.

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from nnunet_tavr.dataset_conversion import outputs
 from nnunet_tavr.dataset_conversion.images import write_image
-from nnunet_tavr.dataset_conversion.layouts import CaseSource, discover_cases, shard_of
+from nnunet_tavr.dataset_conversion.layouts import CaseSource, shard_of
 from nnunet_tavr.dataset_conversion.scheme import Scheme
 from nnunet_tavr.dataset_conversion.splits import DEFAULT_SEED
 from nnunet_tavr.errors import InputError, InvalidCaseId, Refused, reason_code
@@ -285,7 +285,7 @@ def convert_dataset(
     if num_processes < 1:
         raise ValueError(f"num_processes must be at least 1, got {num_processes}")
     source_root = Path(source_root)
-    layout, cases = discover_cases(source_root)
+    layout, cases = options.scheme.discover(source_root)
     if not cases:
         raise Refused(f"no cases found in {source_root} (expected sXXXX/ct.nii.gz folders or CASE/ct.nii.gz + segmentations)")
     raw_root = NnunetFolders.resolve(raw=raw).require("raw")

@@ -12,6 +12,7 @@ scheme      dataset                                                 module
 =========== ====================================================== ==================================
 ``tavr``    the paper's 7 TAVR classes derived by rule (default 301) :mod:`.schemes.tavr`
 ``import``  CT + an existing label map + a label mapping (JSON)    :mod:`.schemes.imported`
+``fluoro``  2-D angiography frames of ``nnunet-tavr fluoro``        :mod:`.schemes.fluoro`
 =========== ====================================================== ==================================
 
 Adding a dataset is adding a scheme: a subclass with its class attributes and ``convert_case``,
@@ -35,6 +36,7 @@ from nnunet_tavr.io import Geometry
 SCHEMES: dict[str, str] = {
     "tavr": "nnunet_tavr.dataset_conversion.schemes.tavr:TavrScheme",
     "import": "nnunet_tavr.dataset_conversion.schemes.imported:ImportScheme",
+    "fluoro": "nnunet_tavr.dataset_conversion.schemes.fluoro:FluoroScheme",
 }
 
 
@@ -111,6 +113,14 @@ class Scheme:
     def options(self) -> dict:
         """The settings that decide the dataset's content (JSON-able, recorded in ``config.json``)."""
         return {}
+
+    def discover(self, root) -> tuple[str, list]:
+        """``(layout, cases)``: the input cases of ``root`` as
+        :class:`~nnunet_tavr.dataset_conversion.layouts.CaseSource` (default: the TotalSegmentator and
+        case-folder layouts of :func:`~nnunet_tavr.dataset_conversion.layouts.discover_cases`)."""
+        from nnunet_tavr.dataset_conversion.layouts import discover_cases
+
+        return discover_cases(root)
 
     def labels(self) -> dict[str, int]:
         """nnU-Net's ``labels`` block: class name -> value, background included."""

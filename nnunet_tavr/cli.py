@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "phantom": ("nnunet_tavr.phantom.cli", "write synthetic TotalSegmentator-like subjects with known ground truth"),
     "derive": ("nnunet_tavr.label_derivation.cli", "derive valve / annulus / aortic-root labels from coarse masks"),
     "convert": ("nnunet_tavr.dataset_conversion.cli", "convert TotalSegmentator (or own CTs) to an nnU-Net raw dataset"),
+    "fluoro": ("nnunet_tavr.fluoro.cli", "render angiography frames of the aortic root (C-arm views) from TAVR cases"),
     "trainer-path": ("nnunet_tavr.trainer_path", "print the folder to put in $nnUNet_extTrainer"),
     "compare": ("nnunet_tavr.evaluation.cli", "compare trainers across folds (Dice, IoU, ASSD, HD95, CIs, tests)"),
     "measure": ("nnunet_tavr.measurement.cli", "TAVR measurements (annulus, root, aorta, iliac access) from a segmentation"),

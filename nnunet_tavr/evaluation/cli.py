@@ -9,6 +9,9 @@ Writes to OUT_DIR: report.md (a table shaped like the paper's Table 3 plus ASSD/
 per-fold and pooled means, bootstrap CIs of each trainer's mean Dice, paired Wilcoxon tests with
 Holm correction, and every gap), per_case.csv, summary.json and dice_boxplots_<split>.png.
 Per-case metrics are cached in OUT_DIR/.cache, so a rerun only evaluates what changed.
+Distances are in mm from the images' spacing (2-D frames: their pixel size at the isocentre).
+--group-by patient makes the patient the unit (seed 002): each patient's cases are averaged first
+(per_patient.csv) and CIs and tests run over patients; the report says how many patients and frames.
 
 Example:
   nnunet-tavr compare -d 301 -c 3d_fullres -tr nnUNetTrainer nnUNetTrainerFocalSR -o cmp/
@@ -39,6 +42,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--one-empty", choices=("diagonal", "nan"), default="diagonal",
         help="ASSD/HD95 when exactly one of reference and prediction is empty: the image diagonal in mm "
         "(default) or NaN (left out of means)",
+    )
+    parser.add_argument(
+        "--group-by", choices=("case", "patient"), default="case",
+        help="statistical unit: every case (default), or every patient: a patient's cases (e.g. the frames of one CT) are "
+        "averaged first, and CIs and Wilcoxon tests run on patients (patients from the dataset's tavr_splits.json / manifest.csv)",
     )
     parser.add_argument("--bootstrap", type=at_least(100), default=10_000, help="bootstrap resamples, at least 100 (default: 10000)")
     parser.add_argument("--confidence", type=open_interval(0.0, 1.0), default=0.95, help="confidence level of the CIs, between 0 and 1 (default: 0.95)")
@@ -106,14 +114,19 @@ def main(args: argparse.Namespace) -> int:
         ignore_value=info.ignore_value,
     )
     inventory.gaps += failures
+    frame, cases = records_frame(records), None
+    if args.group_by == "patient":
+        from nnunet_tavr.evaluation.grouping import aggregate_by_group, load_groups
+
+        cases, frame = frame, aggregate_by_group(frame, load_groups(info.folders.raw_dataset(info.name)))
     settings = {
         "dataset": info.name, "configuration": args.configuration, "plans": args.plans, "trainers": args.trainers,
         "folds": [str(f) for f in args.folds], "one_empty": args.one_empty, "region_based": info.is_region_based,
-        "classes": {c.name: list(c.values) for c in classes}, "file_ending": info.file_ending,
+        "classes": {c.name: list(c.values) for c in classes}, "file_ending": info.file_ending, "group_by": args.group_by,
     }
     write_outputs(
-        out, records_frame(records), args.trainers, classes, inventory.gaps, settings,
-        confidence=args.confidence, n_resamples=args.bootstrap, seed=args.seed, alpha=args.alpha,
+        out, frame, args.trainers, classes, inventory.gaps, settings,
+        confidence=args.confidence, n_resamples=args.bootstrap, seed=args.seed, alpha=args.alpha, cases=cases,
     )
     n_cases = len(inventory.jobs) - len(failures)
     print(f"{n_cases} case(s) evaluated, {len(inventory.gaps)} gap(s); report: {out / 'report.md'}")

@@ -126,6 +126,16 @@ def summarize_split(
             "confidence": confidence,
         }
 
+    ci_metrics = {}  # every metric's mean and CI over the units (cases, or patients)
+    for metric in METRICS:
+        ci_metrics[metric] = {}
+        for t in present:
+            values = means[metric].loc[t].dropna().to_numpy() if t in means[metric].index.get_level_values(0) else np.array([])
+            lo, hi = bootstrap_ci(values, confidence=confidence, n_resamples=n_resamples, seed=seed)
+            ci_metrics[metric][t] = {"mean": _nan_to_none(float(values.mean())) if values.size else None,
+                                     "median": _nan_to_none(float(np.median(values))) if values.size else None,
+                                     "low": _nan_to_none(lo), "high": _nan_to_none(hi), "n": int(values.size)}
+
     all_dice = case_means(frame, "Dice")
     tests = []
     for a, b in itertools.combinations(present, 2):
@@ -150,6 +160,8 @@ def summarize_split(
         "mean": overall,
         "per_fold": per_fold,
         "bootstrap_ci": ci,
+        "bootstrap_ci_metrics": ci_metrics,
+        **_unit(shared, present, common),
         "wilcoxon": tests,
         "alpha": alpha,
         "n_resamples": n_resamples,
@@ -158,8 +170,21 @@ def summarize_split(
     }
 
 
+def _unit(frame, trainers, common) -> dict:
+    """What one statistical unit is: a case, or (records of :mod:`.grouping`) a patient, with the
+    number of frames the common patients hold per trainer."""
+    if "n_frames" not in frame.columns:
+        return {"unit": "case"}
+    from nnunet_tavr.evaluation.grouping import frames_per_patient
+
+    return {"unit": "patient", "n_common_frames": frames_per_patient(frame, trainers, common)}
+
+
 def _undefined_distances(frame) -> dict:
-    """How many (case, class) records had exactly one empty mask (distance by convention)."""
+    """How many (case, class) records had exactly one empty mask (distance by convention); for
+    patient records, how many of their frames had."""
+    if "one_empty_frames" in frame.columns:
+        return {t: int(frame.loc[frame.trainer == t, "one_empty_frames"].sum()) for t in sorted(set(frame.trainer))}
     one_empty = frame[(frame.n_ref == 0) != (frame.n_pred == 0)]
     return {t: int((one_empty.trainer == t).sum()) for t in sorted(set(frame.trainer))}
 
@@ -209,11 +234,38 @@ def _fold_table(summary: dict) -> str:
 
 def _ci_table(summary: dict) -> str:
     level = round(100 * next(iter(summary["bootstrap_ci"].values()))["confidence"]) if summary["bootstrap_ci"] else 95
-    lines = [f"| trainer | mean Dice | {level}% CI | n |", "|---|---:|---:|---:|"]
+    lines = [f"| trainer | mean Dice | {level}% CI | n {summary.get('unit', 'case')}s |", "|---|---:|---:|---:|"]
     for t, ci in summary["bootstrap_ci"].items():
         interval = TOO_FEW if ci["n"] < MIN_CASES else f"[{_fmt(ci['low'], 'Dice')}, {_fmt(ci['high'], 'Dice')}]"
         lines.append(f"| {t} | {_fmt(ci['mean_dice'], 'Dice')} | {interval} | {ci['n']} |")
     return "\n".join(lines)
+
+
+def _metric_ci_table(summary: dict) -> str:
+    """Mean [bootstrap CI of the mean], median, of every metric per trainer (Dice, IoU in %, distances in mm)."""
+    ci = summary.get("bootstrap_ci_metrics", {})
+    trainers = summary["trainers"]
+    lines = ["| metric | " + " | ".join(trainers) + " |", "|---|" + "---:|" * len(trainers)]
+    for metric in METRICS:
+        unit = " (mm)" if metric in ("ASSD", "HD95") else " (%)"
+        cells = []
+        for t in trainers:
+            c = ci.get(metric, {}).get(t)
+            cells.append("–" if not c else f"{_fmt(c['mean'], metric)} [{_fmt(c['low'], metric)}, {_fmt(c['high'], metric)}], "
+                         f"median {_fmt(c.get('median'), metric)} (n={c['n']})")
+        lines.append(f"| {metric}{unit} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _unit_line(summary: dict) -> str:
+    if summary.get("unit") != "patient":
+        return f"{summary['n_common_cases']} case(s) common to all trainers; every figure below is on them unless stated."
+    frames = summary.get("n_common_frames", {})
+    counts = sorted(set(frames.values()))
+    shown = str(counts[0]) if len(counts) == 1 else ", ".join(f"{t}: {n}" for t, n in frames.items())
+    return (f"{summary['n_common_cases']} patient(s) ({shown} frames) common to all trainers. The unit of every figure below is the "
+            "patient: each patient counts once, with the mean of its frames (seed 002's patient-level evaluation); "
+            "CIs resample patients and the Wilcoxon tests pair patients.")
 
 
 def _p(value) -> str:
@@ -262,14 +314,16 @@ def markdown_report(summaries: dict[str, dict], gaps: Sequence[Gap], settings: d
     out.append("")
     for split, summary in summaries.items():
         out += [f"## {SPLIT_TITLES.get(split, split)}", ""]
-        out.append(f"{summary['n_common_cases']} case(s) common to all trainers; every figure below is on them unless stated.")
+        out.append(_unit_line(summary))
         out += ["", "### Per-class metrics (paper's Table 3 layout)", "", table3_markdown(summary), ""]
         out += ["### Mean Dice per fold (each trainer's own cases) and pooled (common cases)", "", _fold_table(summary), ""]
         out += [f"### Bootstrap confidence intervals of the mean Dice ({summary['n_resamples']} resamples, seed {summary['seed']})", "", _ci_table(summary), ""]
+        out += [f"### Mean and {round(100 * next(iter(summary['bootstrap_ci'].values()))['confidence']) if summary['bootstrap_ci'] else 95}% "
+                f"bootstrap CI of the mean, and median, of every metric (per {summary.get('unit', 'case')})", "", _metric_ci_table(summary), ""]
         out += [
-            f"### Paired Wilcoxon signed-rank tests on per-case mean Dice (Holm-corrected, α = {summary['alpha']})",
+            f"### Paired Wilcoxon signed-rank tests on per-{summary.get('unit', 'case')} mean Dice (Holm-corrected, α = {summary['alpha']})",
             "",
-            "Each pair is tested on the cases both trainers have.",
+            f"Each pair is tested on the {summary.get('unit', 'case')}s both trainers have.",
             "",
             _test_table(summary),
             "",
@@ -326,9 +380,12 @@ def write_outputs(
     n_resamples: int = 10_000,
     seed: int = 0,
     alpha: float = 0.05,
+    cases=None,
 ) -> dict:
     """Write ``per_case.csv``, ``summary.json``, ``report.md`` and ``dice_boxplots_<split>.png``.
 
+    With ``cases`` (the per-case records behind patient records ``frame``, see :mod:`.grouping`),
+    ``per_case.csv`` holds ``cases`` and ``per_patient.csv`` the patients.
     Returns the summary (what ``summary.json`` holds).
     """
     from dataclasses import asdict
@@ -344,10 +401,13 @@ def write_outputs(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "per_case.csv") as tmp:
-        frame.to_csv(tmp, index=False)
+        (frame if cases is None else cases).to_csv(tmp, index=False)
+    if cases is not None:
+        with atomic_path(out_dir / "per_patient.csv") as tmp:
+            frame.to_csv(tmp, index=False)
     for split in splits:
         common = _restrict(frame[frame.split == split], set(map(tuple, summaries[split]["common_cases"])))
-        dice_boxplots(common, summaries[split]["trainers"], classes, out_dir / plots[split], title=f"{SPLIT_TITLES[split]}: per-case Dice")
+        dice_boxplots(common, summaries[split]["trainers"], classes, out_dir / plots[split], title=f"{SPLIT_TITLES[split]}: per-{summaries[split].get('unit', 'case')} Dice")
     write_json(summary, out_dir / "summary.json")
     write_text(report, out_dir / "report.md")
     return summary

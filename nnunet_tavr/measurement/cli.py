@@ -6,7 +6,8 @@ height), ascending aorta diameter at a height above the annulus, minimal lumen d
 position and the centreline length of each iliac artery, and the volume of every label.
 
 Writes OUT_DIR/measurements.json (every value with unit and method; missing structures with the
-reason) and OUT_DIR/measurements.png.  SEG may also be a folder of segmentations (e.g. an
+reason) and OUT_DIR/measurements.png; the annulus plane's C-arm S-curve (and, with --hinge-points,
+the three-cusp and cusp-overlap views) is the carm_views section, drawn in OUT_DIR/s_curve.png.  SEG may also be a folder of segmentations (e.g. an
 nnUNetv2_predict output folder): then each case goes to OUT_DIR/CASE/ and a table of all cases to
 OUT_DIR/measurements.csv; cases already measured are skipped (use --force to redo them).
 
@@ -35,6 +36,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ct", type=Path, help="CT of the case (shown under the annulus contour); a folder when SEG is a folder (CASE_0000.nii.gz or CASE.nii.gz)")
     parser.add_argument("--height", type=float_range(*HEIGHT_RANGE_MM), default=40.0, metavar="MM",
                         help=f"height above the annulus (centreline arc length, {HEIGHT_RANGE_MM[0]:g}-{HEIGHT_RANGE_MM[1]:g} mm) of the ascending-aorta diameter (default 40)")
+    parser.add_argument("--hinge-points", type=Path, metavar="PATH", help="cusp hinge points (JSON, LPS mm; a folder of CASE.json when SEG is a folder): "
+                        "adds the three-cusp and cusp-overlap C-arm views to the S-curve")
     parser.add_argument("--no-figure", action="store_true", help="write measurements.json only")
     parser.add_argument("--force", action="store_true", help="measure again cases whose measurements.json exists")
 
@@ -50,7 +53,7 @@ def find_ct(ct: Path | None, case: str) -> Path | None:
     return find_image(ct, f"{case}_0000") or find_image(ct, case)
 
 
-def measure_file(seg: Path, out_dir: Path, ct: Path | None = None, height_mm: float = 40.0, figure: bool = True):
+def measure_file(seg: Path, out_dir: Path, ct: Path | None = None, height_mm: float = 40.0, figure: bool = True, hinge_points=None):
     """Measure one segmentation file; write ``measurements.json`` (and ``.png``) into ``out_dir``."""
     import numpy as np
 
@@ -74,6 +77,10 @@ def measure_file(seg: Path, out_dir: Path, ct: Path | None = None, height_mm: fl
         if problem:
             raise InputError(f"case {case}: CT {ct} does not match the segmentation {seg}: {problem}")
     record = measure_tavr(labels, geometry.spacing, case=case, ascending_height_mm=height_mm)
+    from nnunet_tavr.cusps import find_cusp_points
+    from nnunet_tavr.measurement.views import measure_views, plot_views
+
+    record.add(measure_views(record["annulus"], geometry, find_cusp_points(hinge_points, case, geometry)))
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = record.to_json()
     payload["source"] = {"segmentation": str(seg), "ct": None if ct is None else str(ct), "origin": list(geometry.origin), "direction": list(geometry.direction)}
@@ -81,6 +88,7 @@ def measure_file(seg: Path, out_dir: Path, ct: Path | None = None, height_mm: fl
         from nnunet_tavr.measurement.figure import plot_record
 
         plot_record(record, labels, out_dir / "measurements.png", ct_array)
+        plot_views(record["carm_views"], out_dir / "s_curve.png", case)
     write_json(payload, out_dir / "measurements.json")  # last: marks the case done
     return record
 
@@ -96,6 +104,7 @@ def main(args: argparse.Namespace) -> int:
 
     seg: Path = check_input(args.seg, "SEG", "any")
     check_input(args.ct, "--ct", "any")
+    check_input(args.hinge_points, "--hinge-points", "any")
     if seg.is_dir():
         files = list_images(seg)
         if not files:
@@ -118,7 +127,7 @@ def main(args: argparse.Namespace) -> int:
             ct = find_ct(args.ct, case)
             if args.ct is not None and ct is None:
                 tqdm.write(f"warning: case {case}: no CT in {args.ct}; figure shows the labels")
-            record = measure_file(path, out_dir, ct, args.height, not args.no_figure)
+            record = measure_file(path, out_dir, ct, args.height, not args.no_figure, args.hinge_points)
         except InputError as exc:
             if len(files) == 1:
                 raise

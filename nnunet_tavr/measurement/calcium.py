@@ -194,7 +194,7 @@ def cusp_azimuths(frame: AnnulusFrame, spacing=None, cusps: dict | None = None, 
                 continue
             _, _, az = frame.local(idx * spacing)
             rad = np.radians(az)
-            out[name] = float(np.degrees(np.arctan2(np.sin(rad).mean(), np.cos(rad).mean())) % 360.0)
+            out[name] = round(float(np.degrees(np.arctan2(np.sin(rad).mean(), np.cos(rad).mean()))), 6) % 360.0
         return out or None
     if hinge_points is not None:
         items = hinge_points.items() if isinstance(hinge_points, dict) else zip(CUSP_KEYS, np.asarray(hinge_points, float))

@@ -11,7 +11,7 @@ Target: <= 0.5 s per case for the calcium rule.
 Accuracy: held-out seeds (from 1000; the tests and the development used seeds below 200) on three
 grids (1.5 mm isotropic; 2.0 x 1.2 x 1.2 mm; 2.5 x 0.8 x 0.8 mm rotated), each subject with its own
 lumen intensity (200-550 HU, iliacs dimmer). Judged (``nnunet_tavr.evaluation.calcium``): calcium
-voxel Dice for nodules >= 3 mm, total volume against the exact volume, every found nodule's region,
+voxel Dice for deposits >= 3 mm (smallest extent: a ball's diameter, a plaque's thickness), total volume against the exact volume, every found nodule's region,
 and calcium-free subjects (the calcium contrast without nodules). The same subjects are also run
 with fixed thresholds (850 HU, common in TAVR work, and 500 HU) to show what a fixed threshold
 misses. Targets: Dice >= 0.8, volume within 15 %, all nodules assigned to their region, no calcium
@@ -131,7 +131,7 @@ def run_grid(name, kw, seeds, free, fixed=FIXED):
             err = np.array([r["volume_error"] for r in ok]) * 100
             big = sum(r["n_big"] for r in ok)
             print(f"    fixed {t:g} HU: {len(ok)} subjects ({not_assessed} refused: threshold within the lumen); Dice mean {dice.mean():.3f}, "
-                  f"min {dice.min():.3f}; nodules >= 3 mm found {sum(r['big_found'] for r in ok)}/{big}; "
+                  f"min {dice.min():.3f}; deposits >= 3 mm found {sum(r['big_found'] for r in ok)}/{big}; "
                   f"volume error mean {err.mean():+.1f} %, max |{np.abs(err).max():.1f}| %")
         else:
             print(f"    fixed {t:g} HU: refused in every subject (threshold within the lumen)")
@@ -141,18 +141,18 @@ def report(name, rows, free_components, lumens, seconds, excluded) -> None:
     dice = np.array([r["dice"] for r in rows])
     err = np.array([r["volume_error"] for r in rows]) * 100
     nodules = [n for r in rows for n in r["nodules"]]
-    big = [n for n in nodules if n["diameter_mm"] >= 3.0]
+    big = [n for n in nodules if n["size_mm"] >= 3.0]
     big_dice = np.array([n["dice"] for n in big])
     found = [n for n in nodules if n["found"]]
     assigned = sum(1 for n in found if n["assigned"] == n["region"])
-    small = [n for n in nodules if n["diameter_mm"] < 3.0]
+    small = [n for n in nodules if n["size_mm"] < 3.0]
     false = sum(len(r["false_components"]) for r in rows)
     print(f"{name}: {len(rows)} subjects with calcium + {len(free_components)} calcium-free ({excluded} excluded by the derivation); "
           f"lumen {min(lumens):.0f}-{max(lumens):.0f} HU")
-    print(f"    Dice, calcium of nodules >= 3 mm: mean {dice.mean():.3f}, min {dice.min():.3f} (target >= 0.8); per nodule: "
+    print(f"    Dice, calcium of deposits >= 3 mm (smallest extent): mean {dice.mean():.3f}, min {dice.min():.3f} (target >= 0.8); per nodule: "
           f"median {np.median(big_dice):.3f}, 10th percentile {np.percentile(big_dice, 10):.3f}")
     print(f"    total volume vs exact: mean error {err.mean():+.1f} %, max |error| {np.abs(err).max():.1f} % (target within 15 %)")
-    print(f"    nodules >= 3 mm found: {sum(n['found'] for n in big)}/{len(big)}; smaller (1-3 mm) found: "
+    print(f"    deposits >= 3 mm found: {sum(n['found'] for n in big)}/{len(big)}; smaller or thinner (nodules of 1-3 mm, plaques < 3 mm thick) found: "
           f"{sum(n['found'] for n in small)}/{len(small)}; found nodules assigned to their region: {assigned}/{len(found)}")
     regions = sorted({r for row in rows for r in row["by_region"]})
     per_region = []

@@ -46,3 +46,29 @@ def test_convert_with_calcium(tmp_path):
     assert run.returncode == 2 and "--overwrite" in run.stderr
     run = subprocess.run([CLI, "convert", str(source), "-d", "320", "--raw", str(raw), "--calcium-threshold", "850"], capture_output=True, text=True)
     assert run.returncode == 2 and "need --calcium" in run.stderr
+
+
+def test_derive_with_calcium(tmp_path):
+    source = tmp_path / "ts"
+    ids = write_dataset(source, 1, seed=9, shape=(100, 80, 80), spacing=3.0, calcium=True, progress=False)
+    subject = source / ids[0]
+    rules = ["--valve-mm", "9", "--annulus-mm", "3"]
+    run = subprocess.run([CLI, "derive", str(subject), "-o", str(tmp_path / "l.nii.gz"), "--report", str(tmp_path / "r.json"),
+                          "--calcium", *rules], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    labels, _ = read_array(tmp_path / "l.nii.gz")
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["voxel_counts"]["calcium"] == np.count_nonzero(labels == CALCIUM_LABEL) > 0
+    assert report["calcium"]["total_mm3"] == report["voxel_counts"]["calcium"] * 27.0
+    # masks without their CT: refused before any work
+    masks = subject / "segmentations"
+    run = subprocess.run([CLI, "derive", "--aorta", str(masks / "aorta.nii.gz"), "--left-ventricle", str(masks / "heart_ventricle_left.nii.gz"),
+                          "-o", str(tmp_path / "m.nii.gz"), "--calcium", *rules], capture_output=True, text=True)
+    assert run.returncode == 2 and "give it" in run.stderr and not (tmp_path / "m.nii.gz").exists()
+    # a CT that is not in HU: the case is excluded with the reason, no label map
+    ct, geometry = read_array(subject / "ct.nii.gz")
+    write_array((ct.astype(np.int32) + 1024).astype(np.uint16), geometry, tmp_path / "raw_ct.nii.gz")
+    run = subprocess.run([CLI, "derive", str(subject), "--ct", str(tmp_path / "raw_ct.nii.gz"), "-o", str(tmp_path / "x.nii.gz"),
+                          "--report", str(tmp_path / "x.json"), "--calcium", *rules], capture_output=True, text=True)
+    assert run.returncode == 1 and "ct_not_hu" in run.stderr and not (tmp_path / "x.nii.gz").exists()
+    assert json.loads((tmp_path / "x.json").read_text())["excluded_code"] == "ct_not_hu"

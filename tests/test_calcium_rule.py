@@ -52,7 +52,7 @@ def test_rule_agrees_with_construction(held_out):
     assert agreement["n_big"] >= 5
     assert agreement["dice"] >= 0.8, agreement["dice"]
     assert abs(agreement["volume_error"]) <= 0.15, agreement["volume_error"]
-    big = [n for n in agreement["nodules"] if n["diameter_mm"] >= 3.0]
+    big = [n for n in agreement["nodules"] if n["size_mm"] >= 3.0]
     assert all(n["found"] for n in big), [n for n in big if not n["found"]]
     found = [n for n in agreement["nodules"] if n["found"]]
     assert all(n["assigned"] == n["region"] for n in found), [(n["region"], n["assigned"]) for n in found if n["assigned"] != n["region"]]

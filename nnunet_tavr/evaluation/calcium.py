@@ -4,9 +4,11 @@
 with a phantom's true calcium voxels (``Phantom.calcium``: nodule ids) and its nodule list
 (``truth["calcium"]["nodules"]``):
 
-- **Dice** of the calcium voxels of the nodules of at least ``min_diameter_mm`` (volume-equivalent
-  diameter) against the found calcium, leaving out found components that touch only smaller
-  nodules (those are judged by detection alone);
+- **Dice** of the calcium voxels of the nodules of at least ``min_size_mm`` against the found
+  calcium, leaving out found components that touch only smaller nodules (those are judged by
+  detection alone). A nodule's size is its smallest extent (``min_extent_mm``: a ball's diameter,
+  a plaque's thickness; a 3 mm deposit is 3 mm in every direction), else its volume-equivalent
+  diameter;
 - per nodule: found or not, its own Dice (against the components that touch it), and whether the
   component holding most of it is assigned to the nodule's region;
 - the **volume** found against the exact volume of every nodule (``volume_mm3``), in total and per
@@ -21,13 +23,18 @@ from __future__ import annotations
 import numpy as np
 
 
-def calcium_agreement(truth_ids: np.ndarray, nodules: list[dict], result, min_diameter_mm: float = 3.0) -> dict:
+def size_mm(nodule: dict) -> float:
+    """A nodule's size for judging: its smallest extent, else its equivalent diameter (mm)."""
+    return float(nodule.get("min_extent_mm", nodule["diameter_mm"]))
+
+
+def calcium_agreement(truth_ids: np.ndarray, nodules: list[dict], result, min_size_mm: float = 3.0) -> dict:
     """Agreement of ``result`` with the truth (see the module docstring); plain numbers and lists."""
     mask = result.full_mask()
     cmap = np.zeros(mask.shape, np.int32)
     if result.component_map is not None:
         cmap[result.box] = result.component_map
-    big = [n for n in nodules if n["diameter_mm"] >= min_diameter_mm]
+    big = [n for n in nodules if size_mm(n) >= min_size_mm]
     big_ids = [n["id"] for n in big]
     truth_big = np.isin(truth_ids, big_ids)
     touching_big = set(np.unique(cmap[truth_big]).tolist()) - {0}
@@ -42,7 +49,7 @@ def calcium_agreement(truth_ids: np.ndarray, nodules: list[dict], result, min_di
         hit = np.bincount(cmap[own].ravel(), minlength=1)
         hit[0] = 0
         found = bool(hit.any())
-        entry = {"id": n["id"], "region": n["region"], "diameter_mm": n["diameter_mm"], "found": found,
+        entry = {"id": n["id"], "region": n["region"], "kind": n.get("kind"), "size_mm": size_mm(n), "found": found,
                  "assigned": None, "dice": 0.0, "volume_mm3": n["volume_mm3"], "found_mm3": 0.0}
         if found:
             comps = np.flatnonzero(hit)
@@ -60,7 +67,7 @@ def calcium_agreement(truth_ids: np.ndarray, nodules: list[dict], result, min_di
     return {
         "dice": (2 * inter / denominator) if denominator else None,
         "n_nodules": len(nodules), "n_big": len(big),
-        "big_found": sum(1 for e in per_nodule if e["found"] and e["diameter_mm"] >= min_diameter_mm),
+        "big_found": sum(1 for e in per_nodule if e["found"] and e["size_mm"] >= min_size_mm),
         "found": sum(1 for e in per_nodule if e["found"]),
         "assigned_ok": sum(1 for e in per_nodule if e["found"] and e["assigned"] == e["region"]),
         "true_mm3": true_total, "found_mm3": found_total,

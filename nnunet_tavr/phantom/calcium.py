@@ -16,14 +16,17 @@ What a calcium subject has that others do not
   voxel the deposit fills (``SUPERSAMPLING``^3 samples per voxel), blurred by a Gaussian point-spread
   function of ``PSF_SIGMA_MM``; the calcium carries the subject's noise.
 - **Truth**: ``truth.json["calcium"]`` lists every nodule (region, kind, centre, semi-axes,
-  equivalent diameter, HU, its exact volume and its true voxels' count and volume) and the totals
+  volume-equivalent diameter, smallest extent (twice the smallest semi-axis: a plaque's
+  thickness), HU, its exact volume and its true voxels' count and volume) and the totals
   per region; the true voxels (those at least half filled) are ``Phantom.calcium`` / the file
   ``calcium_truth.nii.gz`` (uint16: nodule id, 0 elsewhere).
 
 The regions are the calcium rule's (:mod:`nnunet_tavr.label_derivation.calcium_regions`) evaluated on
 the label map by construction and the exact annulus plane: a nodule's region is the one holding most
 of its true voxels (a placement is redrawn unless that is at least ``MAJORITY`` of them and the
-intended region).
+intended region). Near the valve and the root, centres also keep ``MARGIN_MM`` from the region
+boundaries a rule has to derive (the annulus plane, the sinotubular junction), and LVOT deposits
+lie under the annulus opening.
 
 The builder draws from its own generator, ``np.random.default_rng([seed, BUILDER_ID])``, in this
 order: the contrast, the number of deposits per region, then per deposit its placement, shape and
@@ -69,6 +72,8 @@ SUPERSAMPLING = 4
 GAP_MM = 2.0
 MAJORITY = 0.7
 ATTEMPTS = 40
+#: Deposit centres keep this distance (mm) from the annulus-plane boundaries of their region.
+MARGIN_MM = 2.0
 #: Deposits per region: drawn uniformly from (low, high) inclusive.
 COUNTS = {"valve": (2, 5), "annulus": (1, 4), "lvot": (0, 2), "aortic_root": (0, 2), "aorta": (3, 8),
           "iliac_artery_left": (1, 4), "iliac_artery_right": (1, 4)}
@@ -137,10 +142,11 @@ def paint_calcium(rng, canvas: Canvas, masks: dict, labels: np.ndarray, annulus,
     occupied = canvas.blank()
     deposits = []
     pools: dict[str, np.ndarray] = {}
+    root_top = _root_top(regions, spacing, frame)
     for region in plan:
         if region not in pools:
             where = regions == REGION_ID[region]
-            pools[region] = np.argwhere(where if region in IN_LUMEN else where & wall)
+            pools[region] = _inner(region, np.argwhere(where if region in IN_LUMEN else where & wall), spacing, frame, annulus, root_top)
         pool = pools[region]
         if len(pool) == 0:
             continue
@@ -161,7 +167,8 @@ def paint_calcium(rng, canvas: Canvas, masks: dict, labels: np.ndarray, annulus,
         deposits.append({
             "id": k, "region": region, "kind": d["kind"], "centre_mm": d["centre"].round(3).tolist(),
             "semi_axes_mm": [round(a, 3) for a in d["semi_axes"]], "axes": np.round(d["axes"], 4).tolist(),
-            "diameter_mm": round(2 * float(np.prod(d["semi_axes"])) ** (1 / 3), 3), "hu": round(hu, 1),
+            "diameter_mm": round(2 * float(np.prod(d["semi_axes"])) ** (1 / 3), 3),
+            "min_extent_mm": round(2 * min(d["semi_axes"]), 3), "hu": round(hu, 1),
             "lumen_hu": round(contrast.of(region), 1),
             "volume_mm3": round(4 / 3 * math.pi * float(np.prod(d["semi_axes"])), 3),
             "voxels": int(true.sum()), "voxel_volume_mm3": round(int(true.sum()) * voxel, 3),
@@ -180,6 +187,38 @@ def paint_calcium(rng, canvas: Canvas, masks: dict, labels: np.ndarray, annulus,
         "total_volume_mm3": round(sum(n["volume_mm3"] for n in deposits), 3),
     }}
     return Structure("calcium", truth=truth, aux={"ids": ids})
+
+
+def _inner(region: str, pool: np.ndarray, spacing, frame, annulus, root_top: tuple[float, float] | None) -> np.ndarray:
+    """The voxels of ``pool`` at least ``MARGIN_MM`` from the boundaries of their region that a
+    rule derives (the annulus plane, the sinotubular junction ``root_top = (s, radial)`` of the
+    root's top), and for the LVOT under the annulus opening: a deposit's region must not hinge on
+    a millimetre of the derived plane or root end."""
+    if frame is None or region not in ("valve", "annulus", "lvot", "aortic_root", "aorta"):
+        return pool
+    s, radial, _ = frame.local(pool * spacing)
+    if region == "aorta":
+        if root_top is None:
+            return pool
+        return pool[~((s <= root_top[0] + MARGIN_MM) & (radial <= root_top[1] + 5.0))]
+    keep = {
+        "valve": (s >= ANNULUS_HALF_MM + MARGIN_MM) & (s <= VALVE_HEIGHT_MM - MARGIN_MM),
+        "annulus": (np.abs(s) <= ANNULUS_HALF_MM - 1.0) & (radial <= annulus.major_radius + 1.0),
+        "lvot": (s >= -LVOT_DEPTH_MM + MARGIN_MM) & (s <= -ANNULUS_HALF_MM - MARGIN_MM) & (radial <= annulus.minor_radius - 1.0),
+        "aortic_root": (s >= VALVE_HEIGHT_MM + MARGIN_MM) & (s <= (np.inf if root_top is None else root_top[0]) - MARGIN_MM),
+    }[region]
+    return pool[keep]
+
+
+def _root_top(regions: np.ndarray, spacing, frame) -> tuple[float, float] | None:
+    """``(s, radial)`` extent of the aortic-root region: its top (the STJ) and its widest reach."""
+    if frame is None:
+        return None
+    idx = np.argwhere(regions == REGION_ID["aortic_root"])
+    if len(idx) == 0:
+        return None
+    s, radial, _ = frame.local(idx * spacing)
+    return float(s.max()), float(radial.max())
 
 
 def _plan(rng, present: list[str], nodules: int | None) -> list[str]:

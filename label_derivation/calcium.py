@@ -45,19 +45,23 @@ points mm in the arrays' frame (``index * spacing``).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from scipy import ndimage
 
-from nnunet_tavr.geometry import box_start, grow_box, margin_voxels
+from nnunet_tavr.geometry import bounding_box, box_start, grow_box, margin_voxels
+from nnunet_tavr.label_derivation.calcium_lumen import (
+    GROUP_OF,
+    LUMEN_GROUPS,
+    Lumen,
+    density_factor,
+    hu_problem,
+    lumen_statistics,
+    thresholds,
+)
+from nnunet_tavr.label_derivation.calcium_record import EXCLUSION_CODES, CalciumParams, CalciumResult, Component
 from nnunet_tavr.label_derivation.calcium_regions import (
-    ANNULUS_HALF_MM,
-    LVOT_DEPTH_MM,
-    LVOT_MARGIN_MM,
     REGIONS,
-    VALVE_HEIGHT_MM,
-    WALL_MM,
     AnnulusFrame,
     annulus_frame,
     nearest_regions,
@@ -65,287 +69,6 @@ from nnunet_tavr.label_derivation.calcium_regions import (
     regions_box,
 )
 from nnunet_tavr.labels import CALCIUM_LABEL, LABELS
-
-#: Lumen groups: the regions whose lumen sets the threshold of each region.
-LUMEN_GROUPS: dict[str, tuple[str, ...]] = {
-    "root": ("valve", "annulus", "lvot", "aortic_root"),
-    "aorta": ("aorta",),
-    "iliac_artery_left": ("iliac_artery_left",),
-    "iliac_artery_right": ("iliac_artery_right",),
-}
-GROUP_OF: dict[str, str] = {region: group for group, members in LUMEN_GROUPS.items() for region in members}
-#: Fewer lumen voxels than this give no usable statistics (the group borrows the pooled lumen).
-MIN_LUMEN_VOXELS = 50
-#: A CT without any value below this is not in Hounsfield units (air -1000 HU, fat -100 HU).
-HU_AIR_CHECK = -200.0
-
-#: Why a case is excluded from the calcium rule.
-EXCLUSION_CODES = {
-    "no_ct": "the case has no CT (calcium is found in the CT's intensities)",
-    "ct_not_hu": "the CT is not in Hounsfield units",
-    "no_regions": "the label map has none of the calcium regions",
-    "no_contrast": "the lumen is not contrast-enhanced: the adaptive threshold needs a contrast CT",
-    "threshold_below_lumen": "the fixed threshold lies within the lumen's intensities",
-}
-
-
-@dataclass(frozen=True)
-class CalciumParams:
-    """Parameters of the calcium rule (HU, mm, mm^3); see the module docstring."""
-
-    offset_hu: float = 100.0
-    sd_factor: float = 4.0
-    threshold_hu: float | None = None
-    half_maximum: bool = True
-    min_volume_mm3: float = 3.0
-    wall_mm: float = WALL_MM
-    min_contrast_hu: float = 150.0
-    annulus_half_mm: float = ANNULUS_HALF_MM
-    valve_height_mm: float = VALVE_HEIGHT_MM
-    lvot_depth_mm: float = LVOT_DEPTH_MM
-    lvot_margin_mm: float = LVOT_MARGIN_MM
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict | None) -> "CalciumParams":
-        values = dict(values or {})
-        unknown = set(values) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown calcium parameter(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**values)
-
-    def region_kwargs(self) -> dict:
-        return {k: getattr(self, k) for k in ("annulus_half_mm", "valve_height_mm", "lvot_depth_mm", "lvot_margin_mm")}
-
-    def method(self) -> str:
-        """One line saying how calcium was thresholded."""
-        if self.threshold_hu is not None:
-            rule = f"CT >= {self.threshold_hu:g} HU (fixed)"
-        else:
-            rule = f"CT >= lumen median + max({self.offset_hu:g} HU, {self.sd_factor:g} x lumen robust SD) per region"
-        border = ", border at half maximum between the local background and the component's peak" if self.half_maximum else ""
-        return f"{rule}{border}, within {self.wall_mm:g} mm of the region, components >= {self.min_volume_mm3:g} mm3"
-
-
-@dataclass
-class Lumen:
-    """The contrast lumen of one group: robust statistics (HU) and the voxels they stand on."""
-
-    median_hu: float
-    sd_hu: float
-    voxels: int
-    source: str  #: "interior" (six neighbours in the region), "whole" or "pooled"
-
-
-@dataclass
-class Component:
-    """One calcium component (26-connected). ``density_factor`` is Agatston's 1-4 weight applied to
-    the peak's height above the lumen (100-199 HU above -> 1, ..., >= 400 -> 4); ``score`` is
-    ``volume_mm3 * density_factor``: a contrast-CT approximation, not an Agatston score."""
-
-    id: int
-    region: str | None
-    voxels: int
-    volume_mm3: float
-    centroid_mm: list[float]
-    peak_hu: float | None = None
-    mean_hu: float | None = None
-    lumen_hu: float | None = None
-    density_factor: int | None = None
-    score: float | None = None
-    distance_mm: float = 0.0  #: from the region (0 inside it or its wall band)
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}
-
-
-@dataclass
-class CalciumResult:
-    """What the calcium rule found in one case.
-
-    ``mask`` and ``component_map`` are ``box``-shaped (bool; int32 component ids matching
-    ``components[i].id``); :meth:`full_mask` pastes the mask into the whole grid.
-    """
-
-    case: str | None
-    spacing: tuple[float, float, float]
-    params: dict
-    shape: tuple[int, int, int] | None = None
-    box: tuple | None = None
-    mask: np.ndarray | None = None
-    component_map: np.ndarray | None = None
-    components: list[Component] = field(default_factory=list)
-    lumen: dict[str, dict] = field(default_factory=dict)
-    frame: AnnulusFrame | None = None
-    source: str = "rule"
-    excluded_code: str | None = None
-    excluded_reason: str | None = None
-    warnings: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.excluded_code is None
-
-    def exclude(self, code: str, message: str) -> "CalciumResult":
-        self.excluded_code, self.excluded_reason = code, f"{code}: {message}"
-        return self
-
-    @property
-    def voxel_mm3(self) -> float:
-        return float(np.prod(self.spacing))
-
-    def full_mask(self) -> np.ndarray:
-        out = np.zeros(self.shape, bool)
-        if self.mask is not None:
-            out[self.box] = self.mask
-        return out
-
-    def by_region(self) -> dict[str, dict]:
-        """Per region: volume (mm^3), number of components, largest component (mm^3), score."""
-        out = {}
-        for region in REGIONS:
-            comps = [c for c in self.components if c.region == region]
-            scores = [c.score for c in comps if c.score is not None]
-            out[region] = {
-                "volume_mm3": round(sum(c.volume_mm3 for c in comps), 3),
-                "components": len(comps),
-                "largest_mm3": round(max((c.volume_mm3 for c in comps), default=0.0), 3),
-                "score": round(sum(scores), 3) if len(scores) == len(comps) else None,
-            }
-        return out
-
-    @property
-    def total_mm3(self) -> float:
-        return float(sum(c.volume_mm3 for c in self.components))
-
-    def to_dict(self) -> dict:
-        return {
-            "ok": self.ok, "source": self.source, "excluded_code": self.excluded_code, "excluded_reason": self.excluded_reason,
-            "params": dict(self.params), "lumen": self.lumen, "total_mm3": round(self.total_mm3, 3),
-            "regions": self.by_region(), "components": [c.to_dict() for c in self.components],
-            "annulus_frame": None if self.frame is None else self.frame.to_dict(), "warnings": list(self.warnings),
-            "seconds": round(self.seconds, 4),
-        }
-
-
-# ----------------------------------------------------------------------------------------------
-# checks and statistics
-
-
-def hu_problem(ct: np.ndarray) -> str | None:
-    """Why ``ct`` is not a CT in Hounsfield units, or ``None``: a CT has air or fat somewhere
-    (below -200 HU); raw scanner values and normalised intensities have no such value."""
-    sample = ct[::4, ::4, ::4] if min(ct.shape) >= 8 else ct
-    low = float(sample.min())
-    if low < HU_AIR_CHECK or float(ct.min()) < HU_AIR_CHECK:
-        return None
-    high = float(sample.max())
-    return (f"no value below {HU_AIR_CHECK:g} HU (range {low:g} .. {high:g}): air (-1000 HU) and fat (-100 HU) are "
-            "missing, so the intensities are not Hounsfield units (raw scanner values without the rescale "
-            "slope/intercept, or normalised intensities)")
-
-
-def _interior(regions: np.ndarray) -> np.ndarray:
-    """Region voxels whose six face neighbours are in the same region (a one-voxel erosion of
-    every region at once; the array border counts as outside)."""
-    inner = regions > 0
-    inner[[0, -1], :, :] = False
-    inner[:, [0, -1], :] = False
-    inner[:, :, [0, -1]] = False
-    core = (slice(1, -1),) * 3
-    r = regions[core]
-    keep = inner[core]
-    for axis in range(3):
-        for step in (-1, 1):
-            shifted = [slice(1, -1)] * 3
-            shifted[axis] = slice(1 + step, regions.shape[axis] - 1 + step)
-            keep &= regions[tuple(shifted)] == r
-    inner[core] = keep
-    return inner
-
-
-def lumen_statistics(ct: np.ndarray, regions: np.ndarray, spacing) -> dict[str, Lumen | None]:
-    """The lumen of every group of :data:`LUMEN_GROUPS` (``ct`` and ``regions`` of one box).
-
-    Statistics are taken on a grid of about 2 mm (every k-th voxel) from the groups' interior
-    voxels, falling back to all their voxels and then to the pooled lumen of every group.
-    """
-    stride = tuple(max(1, int(2.0 // s)) for s in np.asarray(spacing, float))
-    reg = regions[:: stride[0], :: stride[1], :: stride[2]]
-    values = ct[:: stride[0], :: stride[1], :: stride[2]]
-    interior = _interior(reg)
-    group_lut = np.zeros(len(REGIONS) + 1, np.uint8)
-    names = list(LUMEN_GROUPS)
-    for g, members in enumerate(LUMEN_GROUPS.values(), start=1):
-        for region in members:
-            group_lut[REGIONS.index(region) + 1] = g
-    groups = group_lut[reg]
-    out: dict[str, Lumen | None] = {}
-    pooled = []
-    for g, name in enumerate(names, start=1):
-        member = groups == g
-        for source, sel in (("interior", member & interior), ("whole", member)):
-            v = values[sel]
-            if v.size >= MIN_LUMEN_VOXELS:
-                out[name] = _robust(v, source)
-                pooled.append(v)
-                break
-        else:
-            out[name] = None
-    if pooled:
-        everything = np.concatenate(pooled)
-        for name in names:
-            if out[name] is None and np.any(groups == names.index(name) + 1):
-                out[name] = _robust(everything, "pooled")
-    return out
-
-
-def _robust(values: np.ndarray, source: str) -> Lumen:
-    v = values.astype(np.float32, copy=False)
-    if v.size > 400_000:  # the median of a regular subsample: same to ~1 HU, much faster
-        v = v[:: v.size // 200_000]
-    median = float(np.median(v))
-    mad = float(np.median(np.abs(v - median)))
-    return Lumen(median, 1.4826 * mad, int(values.size), source)
-
-
-def thresholds(lumen: dict[str, Lumen | None], params: CalciumParams) -> tuple[dict[str, dict], dict[str, str]]:
-    """Per region: its lumen and threshold (HU); and the regions that cannot be assessed, with why
-    (code ``no_contrast`` or ``threshold_below_lumen``; a region absent from the case is left out)."""
-    info, problems = {}, {}
-    for region in REGIONS:
-        group = GROUP_OF[region]
-        lm = lumen.get(group)
-        if lm is None:
-            continue
-        entry = {"group": group, "lumen_median_hu": round(lm.median_hu, 1), "lumen_sd_hu": round(lm.sd_hu, 1),
-                 "lumen_voxels": lm.voxels, "lumen_source": lm.source}
-        if params.threshold_hu is not None:
-            t = float(params.threshold_hu)
-            if t <= lm.median_hu + 3.0 * lm.sd_hu:
-                problems[region] = (f"threshold_below_lumen: the fixed threshold {t:g} HU is within the {group} lumen "
-                                    f"({lm.median_hu:.0f} +- {lm.sd_hu:.0f} HU): the lumen itself would count as calcium")
-        else:
-            t = lm.median_hu + max(params.offset_hu, params.sd_factor * lm.sd_hu)
-            if lm.median_hu < params.min_contrast_hu:
-                problems[region] = (f"no_contrast: the {group} lumen has a median of {lm.median_hu:.0f} HU (< {params.min_contrast_hu:g} HU): "
-                                    "not contrast-enhanced; the adaptive threshold needs a contrast CT (give a fixed "
-                                    "threshold, e.g. 130 HU, for a non-contrast scan)")
-        entry["threshold_hu"] = round(t, 1)
-        entry["assessed"] = region not in problems
-        if region in problems:
-            entry["reason"] = problems[region]
-        info[region] = entry
-    return info, problems
-
-
-def density_factor(peak_hu: float, lumen_hu: float) -> int:
-    """Agatston's density weight (1-4 in 100-HU steps) of a peak's height above the lumen."""
-    return int(np.clip(np.floor((peak_hu - lumen_hu) / 100.0), 1, 4))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -356,21 +79,28 @@ def anatomy_view(labels: np.ndarray, calcium_value: int = CALCIUM_LABEL) -> np.n
     """``labels`` with every calcium voxel given the label of the nearest non-calcium voxel
     (background included), so that the anatomy's measurements and regions see the structure the
     calcium lies on: a nodule on a wall is split between the lumen and the outside along its
-    middle. Returns ``labels`` itself when it has no calcium."""
+    middle. Returns ``labels`` itself when it has no calcium. Works component by component (a
+    distance transform around each), so scattered calcium on a large grid stays cheap."""
+    import cc3d
+
     calc = labels == calcium_value
-    boxes = ndimage.find_objects(calc.astype(np.uint8))
-    if not boxes or boxes[0] is None:
+    crop = bounding_box(calc)
+    if crop is None:
         return labels
-    box = grow_box(boxes[0], 2, labels.shape)
-    sub = calc[box]
-    if sub.all():  # nothing but calcium around: nothing to borrow from
-        out = labels.copy()
-        out[calc] = 0
-        return out
-    idx = ndimage.distance_transform_edt(sub, return_distances=False, return_indices=True)
     out = labels.copy()
-    view = out[box]
-    view[sub] = labels[box][tuple(i[sub] for i in idx)]
+    crop = grow_box(crop, 2, labels.shape)
+    pieces, n = cc3d.connected_components(calc[crop], connectivity=26, return_N=True)
+    stats = cc3d.statistics(pieces)
+    for k in range(1, n + 1):
+        box = grow_box(stats["bounding_boxes"][k], 2, pieces.shape)
+        sub = calc[crop][box]
+        piece = pieces[box] == k
+        view = out[crop][box]
+        if sub.all():  # nothing but calcium around: nothing to borrow from
+            view[piece] = 0
+            continue
+        idx = ndimage.distance_transform_edt(sub, return_distances=False, return_indices=True)
+        view[piece] = labels[crop][box][tuple(i[piece] for i in idx)]
     return out
 
 
@@ -475,7 +205,7 @@ def _components(ct_box, regions, spacing, t_of, info, params, ventricle=None, ve
     too_low = ct_box[idx] < own
     candidates[tuple(i[too_low] for i in idx)] = False
     mask = np.zeros(ct_box.shape, bool)
-    cmap = np.zeros(ct_box.shape, np.int32)
+    cmap = np.zeros(ct_box.shape, np.uint16)  # component ids (uint32 past 65535 components)
     comps: list[Component] = []
     if not candidates.any():
         return mask, cmap, comps
@@ -502,6 +232,8 @@ def _components(ct_box, regions, spacing, t_of, info, params, ventricle=None, ve
             count = int(np.count_nonzero(piece))
             if count < min_voxels:
                 continue
+            if len(comps) + 1 > np.iinfo(cmap.dtype).max:
+                cmap = cmap.astype(np.uint32)
             comp = _describe(len(comps) + 1, piece, np.asarray(origin) + box_start(sb), near, ct_sb, spacing, info, voxel)
             comps.append(comp)
             mask[sb] |= piece
@@ -597,11 +329,12 @@ def describe_mask(
     if frame is None and len(boxes) >= 5 and boxes[4] is not None:
         frame = annulus_frame(labels, spacing_arr, annulus_box=boxes[4])
     result.frame = frame
-    found = ndimage.find_objects(calcium.astype(np.uint8))
-    if not found or found[0] is None:
+    found = bounding_box(calcium)
+    if found is None:
         result.seconds = time.perf_counter() - t0
         return result
-    box = grow_box(found[0], margin_voxels(params.wall_mm, spacing_arr) + 1, labels.shape)
+    margin = margin_voxels(params.wall_mm, spacing_arr) + 1
+    box = grow_box(found, margin, labels.shape)
     info = {}
     if ct is not None and not hu_problem(ct):
         rbox = regions_box(labels, spacing_arr, frame, params.wall_mm, boxes, params.lvot_margin_mm + params.lvot_depth_mm)
@@ -615,22 +348,22 @@ def describe_mask(
 
     regions = region_map(labels, spacing_arr, frame, box, **params.region_kwargs())
     mask_box = calcium[box]
-    near, dist = nearest_regions(regions, spacing_arr)
-    near = np.where(dist <= params.wall_mm + 1e-6, near, 0).astype(np.uint8)
     pieces, m = cc3d.connected_components(mask_box, connectivity=26, return_N=True)
+    stats = cc3d.statistics(pieces)
     ct_box = None if ct is None else ct[box]
-    cmap = np.zeros(mask_box.shape, np.int32)
-    for p in range(1, m + 1):
-        piece = pieces == p
-        comp = _describe(p, piece, box_start(box), near, ct_box, spacing_arr, info, float(np.prod(spacing_arr)), dist)
-        result.components.append(comp)
-        cmap[piece] = p
-    result.box, result.mask, result.component_map = box, mask_box.copy(), cmap
+    voxel = float(np.prod(spacing_arr))
+    for p in range(1, m + 1):  # each component's region from the regions around it only
+        sb = grow_box(stats["bounding_boxes"][p], margin, mask_box.shape)
+        near, dist = nearest_regions(regions[sb], spacing_arr)
+        near = np.where(dist <= params.wall_mm + 1e-6, near, 0).astype(np.uint8)
+        piece = pieces[sb] == p
+        result.components.append(_describe(p, piece, box_start(box) + box_start(sb), near,
+                                           None if ct_box is None else ct_box[sb], spacing_arr, info, voxel, dist))
+    result.box, result.mask, result.component_map = box, mask_box.copy(), pieces
     result.seconds = time.perf_counter() - t0
     return result
 
-
 __all__ = [
-    "CalciumParams", "CalciumResult", "Component", "EXCLUSION_CODES", "LUMEN_GROUPS", "Lumen", "anatomy_view", "calcium_of_derivation",
+    "CalciumParams", "CalciumResult", "Component", "EXCLUSION_CODES", "GROUP_OF", "LUMEN_GROUPS", "Lumen", "anatomy_view", "calcium_of_derivation",
     "density_factor", "derive_calcium", "describe_mask", "hu_problem", "lumen_statistics", "paint_calcium", "thresholds",
 ]

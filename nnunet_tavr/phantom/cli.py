@@ -51,5 +51,6 @@ def main(args: argparse.Namespace) -> int:
     ids = write_dataset(args.out_dir, args.num_subjects, args.seed, tuple(args.shape), spacing, args.no_heart, args.no_iliacs,
                         calcium=args.calcium, calcium_free=args.calcium_free)
     print(f"wrote {len(ids)} subjects to {args.out_dir} (TotalSegmentator layout, truth.json per subject)")
-    print(f"next: nnunet-tavr derive {args.out_dir / ids[0]} -o labels.nii.gz   or   nnunet-tavr convert {args.out_dir} -d 301")
+    calcium = " --calcium" if args.calcium else ""
+    print(f"next: nnunet-tavr derive {args.out_dir / ids[0]} -o labels.nii.gz{calcium}   or   nnunet-tavr convert {args.out_dir} -d 301{calcium}")
     return 0

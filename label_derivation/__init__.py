@@ -7,6 +7,9 @@ of :mod:`nnunet_tavr.labels`.
 - :mod:`.rules`: ``derive_valve``, ``derive_annulus``, ``derive_aortic_root`` (pure numpy).
 - :mod:`.labelmap`: ``derive_tavr_labels`` (label map + :class:`DerivationResult`), the inputs it reads.
 - :mod:`.case`: one case from its masks to its label map and QC figure (``derive`` and ``convert``).
+- :mod:`.calcium`: calcium pseudo-labels from the CT (``derive_calcium``), with its regions
+  (:mod:`.calcium_regions`), lumen statistics and thresholds (:mod:`.calcium_lumen`), parameters
+  and results (:mod:`.calcium_record`).
 - :mod:`.qc`: per-case and dataset-level QC figures.
 - :mod:`.cli`: ``nnunet-tavr derive``.
 """

@@ -1,7 +1,8 @@
 """Derive valve, annulus and aortic-root labels from coarse TotalSegmentator masks (paper 2.1).
 
 Writes the exclusive 7-class TAVR label map (0 background, 1 aorta, 2 left_ventricle,
-3 aortic_root, 4 valve, 5 annulus, 6 iliac_artery_left, 7 iliac_artery_right) on the input grid.
+3 aortic_root, 4 valve, 5 annulus, 6 iliac_artery_left, 7 iliac_artery_right) on the input grid;
+with --calcium also 8 calcium, a pseudo-label found in the CT (docs/calcium.md).
 
   nnunet-tavr derive SUBJECT_DIR -o LABELS.nii.gz [--report R.json] [--qc QC.png]
   nnunet-tavr derive --aorta A --left-ventricle LV [--iliac-left IL] [--iliac-right IR] [--ct CT] -o LABELS.nii.gz
@@ -55,6 +56,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--min-prominence", type=float_range(0.0, 1.0), default=P.min_prominence, help=f"ignore extrema below this fraction of the peak area (default {P.min_prominence})")
     r.add_argument("--flat-tolerance", type=float_range(0.0, 1.0), default=P.flat_tolerance, help=f"areas within this fraction of the lowest are the bottom of the minimum (default {P.flat_tolerance})")
     r.add_argument("--require-iliacs", action="store_true", help="exclude cases without both iliac arteries")
+    c = parser.add_argument_group("calcium (label 8, a pseudo-label found in the CT; docs/calcium.md)")
+    c.add_argument("--calcium", action="store_true", help="add label 8 'calcium': voxels above a contrast-adaptive threshold in the valve, annulus, LVOT, root, aorta and iliac regions (needs the CT)")
+    c.add_argument("--calcium-threshold", type=float_range(-1000.0, 3000.0), default=None, metavar="HU", help="a fixed threshold in HU instead of lumen median + max(100 HU, 4 SD)")
+    c.add_argument("--calcium-min-mm3", type=float_range(0.0, 1000.0), default=None, metavar="MM3", help="smallest calcium component kept (default 3 mm3)")
     parser.add_argument("--batch", action="store_true", help="SUBJECT is a dataset folder: derive every subject into OUTPUT/")
     parser.add_argument("--no-qc", action="store_true", help="with --batch: skip the per-case figures")
     parser.add_argument("--force", action="store_true", help="recompute outputs that exist already")
@@ -77,17 +82,51 @@ def _params(args):
     )
 
 
+def _calcium(args):
+    """The calcium rule's parameters, or ``None`` without ``--calcium``."""
+    from nnunet_tavr.errors import UsageError
+    from nnunet_tavr.label_derivation.calcium import CalciumParams
+
+    given = {k: getattr(args, a) for k, a in (("threshold_hu", "calcium_threshold"), ("min_volume_mm3", "calcium_min_mm3"))
+             if getattr(args, a, None) is not None}
+    if not args.calcium:
+        if given:
+            raise UsageError("--calcium-threshold / --calcium-min-mm3 need --calcium")
+        return None
+    return CalciumParams(**given)
+
+
+def _with_calcium(derivation, calcium_params):
+    """The label map to write: the derivation's, with calcium painted when asked (``None`` when the
+    case is excluded, by the derivation or by the calcium rule, whose reason then stands in the
+    derivation's record)."""
+    from nnunet_tavr.label_derivation.calcium import calcium_of_derivation, paint_calcium
+
+    if calcium_params is None or derivation.labels is None:
+        return derivation.labels, None
+    subject, result = derivation.subject, derivation.result
+    calcium = calcium_of_derivation(subject.read_ct(), derivation.labels, subject.spacing, result.root, calcium_params, subject.case)
+    if not calcium.ok:
+        result.excluded_code, result.excluded_reason = calcium.excluded_code, calcium.excluded_reason
+        return None, calcium
+    result.warnings += calcium.warnings
+    return paint_calcium(derivation.labels, calcium, result.voxel_counts), calcium
+
+
 def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def _fingerprint(derivation_inputs: list[Path], params, require_iliacs: bool) -> dict:
+def _fingerprint(derivation_inputs: list[Path], params, require_iliacs: bool, calcium=None) -> dict:
     """What decides a case's outputs: its input files (size, mtime) and the rule settings."""
     files = {}
     for path in derivation_inputs:
         st = Path(path).stat()
         files[str(path)] = [int(st.st_size), int(st.st_mtime_ns)]
-    return {"files": files, "params": params.as_dict(), "require_iliacs": bool(require_iliacs)}
+    out = {"files": files, "params": params.as_dict(), "require_iliacs": bool(require_iliacs)}
+    if calcium is not None:
+        out["calcium"] = calcium.as_dict()
+    return out
 
 
 def _previous_report(report: Path | None) -> dict | None:
@@ -101,17 +140,19 @@ def _previous_report(report: Path | None) -> dict | None:
         return None
 
 
-def _write_outputs(derivation, output, report=None, qc=None, fingerprint=None, previous=None) -> None:
+def _write_outputs(derivation, output, report=None, qc=None, fingerprint=None, previous=None, calcium_params=None) -> None:
     """Label map (unless excluded), QC figure and JSON report of one case, each atomically.
 
     An excluded case removes a label map at ``output`` only if ``previous`` (the report of an
-    earlier run) records it as that run's output: a run only deletes files it wrote.
+    earlier run) records it as that run's output: a run only deletes files it wrote. With
+    ``calcium_params`` the map written has the calcium label (the QC figure shows the anatomy).
     """
     from nnunet_tavr.io import write_array, write_json
     from nnunet_tavr.label_derivation.case import report_record, write_qc
 
-    if derivation.labels is not None:
-        write_array(derivation.labels, derivation.subject.geometry, output)
+    labels, calcium = _with_calcium(derivation, calcium_params)
+    if labels is not None:
+        write_array(labels, derivation.subject.geometry, output)
     elif Path(output).exists():
         if previous is not None and previous.get("output") == str(output):
             Path(output).unlink()  # our stale map from an earlier run must not outlive its exclusion
@@ -122,7 +163,11 @@ def _write_outputs(derivation, output, report=None, qc=None, fingerprint=None, p
     if report is not None:
         record = report_record(derivation, output)
         record["fingerprint"] = fingerprint
-        if derivation.labels is not None:
+        if calcium is not None:
+            record["calcium"] = calcium.to_dict()
+            if labels is None:
+                record["output"] = None
+        if labels is not None:
             record["output_size"] = Path(output).stat().st_size
         write_json(record, report)
 
@@ -162,6 +207,8 @@ def _inputs(args) -> tuple[dict, list]:
 
 
 def _single(args) -> int:
+    import numpy as np
+
     from nnunet_tavr.errors import UsageError
     from nnunet_tavr.label_derivation.case import derive_case, load_tavr_subject
     from nnunet_tavr.safepaths import check_input, check_output_file
@@ -181,18 +228,20 @@ def _single(args) -> int:
         for b, ob, _ in given[i + 1:]:
             if Path(a).resolve() == Path(b).resolve():
                 raise UsageError(f"{oa} and {ob} are the same file {a}")
-    params = _params(args)
+    params, calcium = _params(args), _calcium(args)
     subject = load_tavr_subject(args.subject, mask_paths=explicit, multilabel=multilabel, ct_path=args.ct, warn=_warn)
+    if calcium is not None and subject.ct_path is None:
+        raise UsageError(f"case {subject.case}: --calcium finds calcium in the CT: give it (SUBJECT/ct.nii.gz or --ct)")
     read = [*subject.mask_paths.values(), *([subject.ct_path] if subject.ct_path else [])]
     for path, option, endings in given:  # now that every file read is known (links and hard links included)
         check_output_file(path, inputs=read, endings=endings, option=option)
-    fingerprint = _fingerprint(sorted(set(read)), params, args.require_iliacs)
+    fingerprint = _fingerprint(sorted(set(read)), params, args.require_iliacs, calcium)
     previous = _previous_report(args.report)
     if not args.force and _up_to_date(previous, fingerprint, args.output, args.qc):
         print(f"case {subject.case}: {args.report} records this derivation with the same inputs and settings; up to date (--force recomputes)")
         return 0 if previous.get("ok") else EXIT_EXCLUDED
     derivation = derive_case(subject, params, args.require_iliacs)
-    _write_outputs(derivation, args.output, args.report, args.qc, fingerprint, previous)
+    _write_outputs(derivation, args.output, args.report, args.qc, fingerprint, previous, calcium)
     result = derivation.result
     for message in result.warnings:
         if message not in subject.warnings:
@@ -202,7 +251,8 @@ def _single(args) -> int:
         return EXIT_EXCLUDED
     root = result.root
     print(f"case {result.case}: wrote {args.output} (root end {root.end_distance_mm:.1f} mm from the annulus; "
-          + ", ".join(f"{k} {v}" for k, v in result.voxel_counts.items()) + " voxels)")
+          + ", ".join(f"{k} {v}" for k, v in result.voxel_counts.items()) + " voxels)"
+          + ("" if calcium is None else f"; calcium {result.voxel_counts.get('calcium', 0) * float(np.prod(subject.spacing)):.0f} mm3 (a pseudo-label)"))
     return 0
 
 
@@ -224,7 +274,7 @@ def _batch(args) -> int:
         raise UsageError("--batch reads every case from the dataset folder: explicit masks, --ct, --multilabel, --report and --qc are for one case")
     check_input(args.subject, "SUBJECT", "folder")
     out = check_output_dir(args.output, inputs=[args.subject])
-    params = _params(args)
+    params, calcium = _params(args), _calcium(args)
     _, cases = discover_cases(args.subject)
     if not cases:
         raise InputError(f"no case folders (CT or segmentations/) in {args.subject}")
@@ -239,7 +289,7 @@ def _batch(args) -> int:
             previous = _previous_report(report)
             subject = load_tavr_subject(source.path, case=case, multilabel=multilabel_files(source.path))
             read = [*subject.mask_paths.values(), *([subject.ct_path] if subject.ct_path else [])]
-            fingerprint = _fingerprint(sorted(set(read)), params, args.require_iliacs)
+            fingerprint = _fingerprint(sorted(set(read)), params, args.require_iliacs, calcium)
             qc = None if args.no_qc else contained(out, "qc", f"{case}.png")
             for path in (labels, report, qc):
                 if path is not None:
@@ -252,7 +302,7 @@ def _batch(args) -> int:
             tqdm.write(f"error: {exc}", file=sys.stderr)
             continue
         derivation = derive_case(subject, params, args.require_iliacs)
-        _write_outputs(derivation, labels, report, qc, fingerprint, previous)
+        _write_outputs(derivation, labels, report, qc, fingerprint, previous, calcium)
         results.append(derivation.result)
     rows = ["case;ok;root_end_mm;excluded_reason"]
     for r in results:

@@ -19,6 +19,12 @@ LABELS: dict[str, int] = {
     "iliac_artery_right": 7,
 }
 
+#: The calcium class of the TAVR scheme's ``--calcium`` option: a rule-based pseudo-label
+#: (:mod:`nnunet_tavr.label_derivation.calcium`) painted over the 7 classes above.
+CALCIUM_LABEL = 8
+#: The TAVR label map with calcium (8 foreground classes).
+LABELS_WITH_CALCIUM: dict[str, int] = {**LABELS, "calcium": CALCIUM_LABEL}
+
 #: Foreground class names in label-value order.
 FOREGROUND: tuple[str, ...] = tuple(name for name, value in sorted(LABELS.items(), key=lambda kv: kv[1]) if value > 0)
 
@@ -59,6 +65,7 @@ COLOURS: dict[str, tuple[float, float, float]] = {
     "annulus": (0.40, 0.95, 0.30),
     "iliac_artery_left": (0.10, 0.80, 0.80),
     "iliac_artery_right": (0.10, 0.55, 0.30),
+    "calcium": (1.00, 0.15, 0.85),  # magenta: stands out on grey CT and on every class above
 }
 
 #: Colour of a class this table does not know (a user's own label map).

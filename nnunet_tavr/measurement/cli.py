@@ -3,7 +3,9 @@
 Annulus (best-fit plane: area, perimeter, area- and perimeter-derived, minimal and maximal
 diameters, eccentricity), aortic root (sinus of Valsalva and sinotubular junction diameters, root
 height), ascending aorta diameter at a height above the annulus, minimal lumen diameter, its
-position and the centreline length of each iliac artery, and the volume of every label.
+position and the centreline length of each iliac artery, and the volume of every label. Calcium
+(volume, components, largest component and a density-weighted score per region; the annular/LVOT
+calcium by sector) from the segmentation's calcium label 8, or found by rule in the CT (--ct).
 
 Writes OUT_DIR/measurements.json (every value with unit and method; missing structures with the
 reason) and OUT_DIR/measurements.png; the annulus plane's C-arm S-curve (and, with --hinge-points,
@@ -38,6 +40,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help=f"height above the annulus (centreline arc length, {HEIGHT_RANGE_MM[0]:g}-{HEIGHT_RANGE_MM[1]:g} mm) of the ascending-aorta diameter (default 40)")
     parser.add_argument("--hinge-points", type=Path, metavar="PATH", help="cusp hinge points (JSON, LPS mm; a folder of CASE.json when SEG is a folder): "
                         "adds the three-cusp and cusp-overlap C-arm views to the S-curve")
+    parser.add_argument("--calcium", choices=("auto", "labels", "rule", "off"), default="auto",
+                        help="calcium section: 'labels' = the segmentation's calcium label 8, 'rule' = found in the CT (--ct) "
+                             "by the contrast-adaptive rule, 'auto' (default) = the label if present, else the rule when --ct is given")
+    parser.add_argument("--calcium-threshold", type=float_range(-1000.0, 3000.0), default=None, metavar="HU",
+                        help="with the rule: a fixed threshold in HU instead of lumen median + max(100 HU, 4 SD)")
     parser.add_argument("--no-figure", action="store_true", help="write measurements.json only")
     parser.add_argument("--force", action="store_true", help="measure again cases whose measurements.json exists")
 
@@ -53,12 +60,13 @@ def find_ct(ct: Path | None, case: str) -> Path | None:
     return find_image(ct, f"{case}_0000") or find_image(ct, case)
 
 
-def measure_file(seg: Path, out_dir: Path, ct: Path | None = None, height_mm: float = 40.0, figure: bool = True, hinge_points=None):
+def measure_file(seg: Path, out_dir: Path, ct: Path | None = None, height_mm: float = 40.0, figure: bool = True,
+                 hinge_points=None, calcium: str = "auto", calcium_params=None):
     """Measure one segmentation file; write ``measurements.json`` (and ``.png``) into ``out_dir``."""
     import numpy as np
 
     from nnunet_tavr.io import InputError, as_label_map, read_array, write_json
-    from nnunet_tavr.labels import LABELS
+    from nnunet_tavr.labels import LABELS_WITH_CALCIUM as LABELS
     from nnunet_tavr.measurement.tavr import measure_tavr
 
     case = case_name(seg)
@@ -76,7 +84,10 @@ def measure_file(seg: Path, out_dir: Path, ct: Path | None = None, height_mm: fl
         problem = geometry.mismatch(ct_geometry)
         if problem:
             raise InputError(f"case {case}: CT {ct} does not match the segmentation {seg}: {problem}")
-    record = measure_tavr(labels, geometry.spacing, case=case, ascending_height_mm=height_mm)
+    if calcium == "rule" and ct_array is None:
+        raise InputError(f"case {case}: --calcium rule needs the CT (--ct)")
+    record = measure_tavr(labels, geometry.spacing, case=case, ascending_height_mm=height_mm, ct=ct_array,
+                          calcium=calcium, calcium_params=calcium_params)
     from nnunet_tavr.cusps import find_cusp_points
     from nnunet_tavr.measurement.views import measure_views, plot_views
 
@@ -87,7 +98,9 @@ def measure_file(seg: Path, out_dir: Path, ct: Path | None = None, height_mm: fl
     if figure:
         from nnunet_tavr.measurement.figure import plot_record
 
-        plot_record(record, labels, out_dir / "measurements.png", ct_array)
+        from nnunet_tavr.label_derivation.calcium import anatomy_view
+
+        plot_record(record, anatomy_view(labels), out_dir / "measurements.png", ct_array)
         plot_views(record["carm_views"], out_dir / "s_curve.png", case)
     write_json(payload, out_dir / "measurements.json")  # last: marks the case done
     return record
@@ -114,6 +127,11 @@ def main(args: argparse.Namespace) -> int:
     else:
         files = [seg]
     check_output_dir(args.out, inputs=[seg, args.ct])
+    calcium_params = None
+    if args.calcium_threshold is not None:
+        from nnunet_tavr.label_derivation.calcium import CalciumParams
+
+        calcium_params = CalciumParams(threshold_hu=args.calcium_threshold)
 
     rows, failed = [], []
     for path in tqdm(files, desc="measure", unit="case", disable=len(files) == 1):
@@ -127,7 +145,8 @@ def main(args: argparse.Namespace) -> int:
             ct = find_ct(args.ct, case)
             if args.ct is not None and ct is None:
                 tqdm.write(f"warning: case {case}: no CT in {args.ct}; figure shows the labels")
-            record = measure_file(path, out_dir, ct, args.height, not args.no_figure, args.hinge_points)
+            record = measure_file(path, out_dir, ct, args.height, not args.no_figure, args.hinge_points,
+                                  args.calcium, calcium_params)
         except InputError as exc:
             if len(files) == 1:
                 raise

@@ -140,12 +140,17 @@ def _table_panel(ax, record: MeasurementRecord) -> None:
 def plot_record(record: MeasurementRecord, labels: np.ndarray, path: str | Path, ct: np.ndarray | None = None) -> Path:
     """Write the one-page figure of ``record`` to ``path`` (PNG, atomic)."""
     plt = pyplot()
-    fig = plt.figure(figsize=(16, 9.5))
-    gs = fig.add_gridspec(2, 3, width_ratios=[1, 1.3, 1.05], hspace=0.3, wspace=0.28)
+    calcium = "calcium" in record.sections and record["calcium"].ok
+    fig = plt.figure(figsize=(16, 13.5 if calcium else 9.5))
+    gs = fig.add_gridspec(3 if calcium else 2, 3, width_ratios=[1, 1.3, 1.05], hspace=0.3, wspace=0.28)
     _annulus_panel(fig.add_subplot(gs[0, 0]), record, labels, ct, record.spacing)
     _root_panel(fig.add_subplot(gs[0, 1]), record)
     _iliac_panel(fig.add_subplot(gs[1, 0:2]), record)
-    _table_panel(fig.add_subplot(gs[:, 2]), record)
+    _table_panel(fig.add_subplot(gs[:2, 2]), record)
+    if calcium:  # the calcium row: nnunet_tavr.measurement.calcium draws it
+        from nnunet_tavr.measurement.calcium import draw_calcium
+
+        draw_calcium(fig, gs[2, :], record)
     fig.suptitle(f"TAVR measurements: {record.case}", fontsize=13)
     path = Path(path)
     return save_figure(fig, path)

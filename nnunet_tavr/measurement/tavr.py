@@ -6,7 +6,7 @@ import numpy as np
 from scipy import ndimage
 
 from nnunet_tavr.io import as_label_map
-from nnunet_tavr.labels import FOREGROUND, LABELS
+from nnunet_tavr.labels import CALCIUM_LABEL, FOREGROUND, LABELS
 from nnunet_tavr.measurement.access import measure_iliac
 from nnunet_tavr.measurement.annulus import measure_annulus
 from nnunet_tavr.measurement.record import MeasurementRecord, Section
@@ -36,7 +36,8 @@ def label_volumes(labels: np.ndarray, spacing, boxes=None) -> Section:
     return section
 
 
-def measure_tavr(labels: np.ndarray, spacing, case: str = "case", ascending_height_mm: float = 40.0) -> MeasurementRecord:
+def measure_tavr(labels: np.ndarray, spacing, case: str = "case", ascending_height_mm: float = 40.0, ct: np.ndarray | None = None,
+                 calcium: str = "auto", calcium_params=None, cusps=None, hinge_points=None) -> MeasurementRecord:
     """Measure annulus, aortic root, ascending aorta, iliac access and label volumes.
 
     Parameters
@@ -50,6 +51,14 @@ def measure_tavr(labels: np.ndarray, spacing, case: str = "case", ascending_heig
         Case identifier stored in the record.
     ascending_height_mm : float
         Arc length above the annulus at which the ascending aorta diameter is measured.
+    ct : (z, y, x) array in HU, optional
+        The case's CT: calcium by rule when the segmentation has no calcium label, and the
+        density-weighted calcium scores.
+    calcium : "auto", "labels", "rule" or "off"
+        Where the ``calcium`` section's calcium comes from (:mod:`.calcium`); "auto": the calcium
+        label (8) if present, else the rule on ``ct``, else no section.
+    calcium_params, cusps, hinge_points
+        See :func:`nnunet_tavr.measurement.calcium.measure_calcium`.
 
     Returns
     -------
@@ -64,6 +73,8 @@ def measure_tavr(labels: np.ndarray, spacing, case: str = "case", ascending_heig
         raise ValueError(f"case {case}: expected a 3d label map, got shape {labels.shape}")
     labels = as_label_map(labels, f"case {case}: the label map", ValueError)
     record = MeasurementRecord(case=case, shape=tuple(labels.shape), spacing=spacing, settings={"ascending_height_mm": ascending_height_mm})
+    segmentation = labels
+    labels = _anatomy(labels)  # calcium voxels (label 8) count as the structure they lie on
     boxes = ndimage.find_objects(labels)
 
     annulus, plane = measure_annulus(labels, spacing, boxes)
@@ -79,4 +90,22 @@ def measure_tavr(labels: np.ndarray, spacing, case: str = "case", ascending_heig
     for name in ("iliac_artery_left", "iliac_artery_right"):
         record.add(measure_iliac(labels, spacing, name, boxes))
     record.add(label_volumes(labels, spacing, boxes))
+    _add_calcium(record, segmentation, labels, spacing, ct, plane, calcium, calcium_params, cusps, hinge_points, case)
     return record
+
+
+def _anatomy(labels: np.ndarray) -> np.ndarray:
+    from nnunet_tavr.label_derivation.calcium import anatomy_view
+
+    return anatomy_view(labels) if labels.max(initial=0) >= CALCIUM_LABEL else labels
+
+
+def _add_calcium(record, segmentation, anatomy, spacing, ct, plane, source, params, cusps, hinge_points, case) -> None:
+    """The ``calcium`` section, when the segmentation has calcium or a CT is given (or it is asked)."""
+    from nnunet_tavr.measurement.calcium import calcium_source, measure_calcium
+
+    how, why = calcium_source(segmentation, ct, source)
+    if how is None and source in ("auto", "off"):
+        return
+    section, _ = measure_calcium(segmentation, anatomy, spacing, ct, plane, source, params, cusps, hinge_points, case)
+    record.add(section)

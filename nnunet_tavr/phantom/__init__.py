@@ -11,6 +11,11 @@ TotalSegmentator dataset layout::
     OUT_DIR/s0000/segmentations/{aorta,heart_ventricle_left,heart_myocardium,
                                  iliac_artery_left,iliac_artery_right}.nii.gz
     OUT_DIR/s0000/truth.json          (ground truth by construction, mm)
+    OUT_DIR/s0000/calcium_truth.nii.gz  (--calcium only: true calcium voxels, value = nodule id)
+
+With ``--calcium`` (``make_subject(calcium=True)``) subjects also have calcified nodules and
+plaques on the valve, annulus, LVOT, aortic root, aorta and iliac arteries, listed in
+``truth.json["calcium"]``, and a contrast lumen of 200-550 HU that varies between subjects.
 
 Arrays are (z, y, x) with z pointing superior, y posterior and x to the patient's left; all truth
 coordinates are in the arrays' physical frame (index * spacing, mm, (z, y, x) order).
@@ -30,7 +35,8 @@ contributes to ``truth.json``, and auxiliary arrays for the builders and rules a
 - builders: ``aorta`` (arch, descending and abdominal aorta), ``root`` (root and ascending tube:
   elliptic annulus, sinus, STJ), ``ventricle`` (LV and myocardium), ``iliacs``, ``fov`` (chest-less
   or pelvis-less field of view), ``background`` (air, body, lungs, spine, noise and the CT
-  intensities of every structure).
+  intensities of every structure), ``calcium`` (opt-in: nodules, plaques and the contrast they
+  are judged against; own generator, builder id 18).
 - ``label_map``: the 7-class TAVR label map by construction (valve and annulus rules, exactly).
 - ``subject``: :func:`make_subject` composes the builders into a :class:`Phantom`.
 - ``writer``: :func:`write_subject` and :func:`write_dataset` (resumable, ``meta.csv``).

@@ -27,6 +27,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spacing", type=float_range(0.3, 10.0), nargs="+", default=[1.5], metavar="MM", help="voxel size in mm, 0.3-10: one value, or three (z y x) (default 1.5)")
     parser.add_argument("--no-heart", type=at_least(0), nargs="*", default=[], metavar="I", help="subject indices without heart (chest-less scans)")
     parser.add_argument("--no-iliacs", type=at_least(0), nargs="*", default=[], metavar="I", help="subject indices without iliac arteries")
+    parser.add_argument("--calcium", action="store_true", help="calcified nodules and plaques (valve, annulus, LVOT, root, aorta, iliacs) and a contrast lumen of 200-550 HU; true voxels in calcium_truth.nii.gz, nodules in truth.json")
+    parser.add_argument("--calcium-free", type=at_least(0), nargs="*", default=[], metavar="I", help="with --calcium: subject indices with the calcium contrast but no nodule")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -37,14 +39,18 @@ def main(args: argparse.Namespace) -> int:
 
     if len(args.spacing) not in (1, 3):
         raise UsageError("--spacing takes one value or three (z y x)")
-    outside = sorted(i for i in set(args.no_heart) | set(args.no_iliacs) if i >= args.num_subjects)
+    outside = sorted(i for i in set(args.no_heart) | set(args.no_iliacs) | set(args.calcium_free) if i >= args.num_subjects)
     if outside:
-        raise UsageError(f"--no-heart / --no-iliacs: subject index {outside[0]} does not exist (-n {args.num_subjects} gives 0-{args.num_subjects - 1})")
+        raise UsageError(f"--no-heart / --no-iliacs / --calcium-free: subject index {outside[0]} does not exist (-n {args.num_subjects} gives 0-{args.num_subjects - 1})")
+    if args.calcium_free and not args.calcium:
+        raise UsageError("--calcium-free needs --calcium")
     if int(np.prod(args.shape, dtype=np.int64)) > MAX_VOXELS:
         raise UsageError(f"--shape {' '.join(map(str, args.shape))} has {int(np.prod(args.shape, dtype=np.int64)):,} voxels; at most {MAX_VOXELS:,}")
     check_output_dir(args.out_dir, option="out_dir")
     spacing = args.spacing[0] if len(args.spacing) == 1 else tuple(args.spacing)
-    ids = write_dataset(args.out_dir, args.num_subjects, args.seed, tuple(args.shape), spacing, args.no_heart, args.no_iliacs)
+    ids = write_dataset(args.out_dir, args.num_subjects, args.seed, tuple(args.shape), spacing, args.no_heart, args.no_iliacs,
+                        calcium=args.calcium, calcium_free=args.calcium_free)
     print(f"wrote {len(ids)} subjects to {args.out_dir} (TotalSegmentator layout, truth.json per subject)")
-    print(f"next: nnunet-tavr derive {args.out_dir / ids[0]} -o labels.nii.gz   or   nnunet-tavr convert {args.out_dir} -d 301")
+    calcium = " --calcium" if args.calcium else ""
+    print(f"next: nnunet-tavr derive {args.out_dir / ids[0]} -o labels.nii.gz{calcium}   or   nnunet-tavr convert {args.out_dir} -d 301{calcium}")
     return 0

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from nnunet_tavr.phantom.aorta import paint_curved_aorta
 from nnunet_tavr.phantom.background import paint_background, render_ct
+from nnunet_tavr.phantom.calcium import calcium_generator, draw_contrast, paint_calcium
 from nnunet_tavr.phantom.canvas import Canvas
 from nnunet_tavr.phantom.fov import cut_to_field_of_view, field_of_view
 from nnunet_tavr.phantom.frame import anatomical_frame
@@ -30,6 +31,8 @@ class Phantom:
     spacing: tuple[float, float, float]
     truth: dict = field(default_factory=dict)
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    #: uint16 (z, y, x) id of the calcium nodule of every true calcium voxel (``calcium=True`` only)
+    calcium: np.ndarray | None = None
 
     @property
     def geometry(self):
@@ -52,6 +55,8 @@ def make_subject(
     stenosis: bool = True,
     rotation_deg: tuple[float, float, float] = (0.0, 0.0, 0.0),
     noise_hu: float = 12.0,
+    calcium: bool = False,
+    calcium_nodules: int | None = None,
 ) -> Phantom:
     """Build one subject in memory.
 
@@ -76,6 +81,12 @@ def make_subject(
         z, y, x), for tests of orientation-independent geometry.
     noise_hu : float
         Standard deviation of the Gaussian CT noise.
+    calcium : bool
+        Add calcified nodules and plaques and vary the contrast lumen (:mod:`.calcium`); off by
+        default (the subject is then byte-identical to one made without the option).
+    calcium_nodules : int, optional
+        With ``calcium``: the number of deposits (0: a calcium-free subject with the calcium
+        contrast); default drawn per region.
 
     Returns
     -------
@@ -100,8 +111,17 @@ def make_subject(
     cut_to_field_of_view([*masks.values(), aorta_part], fov.aux["cut"])
 
     background = paint_background(rng, frame, canvas, noise_hu)
+    if calcium:  # its own generator: the shared one draws exactly what it draws without calcium
+        calcium_rng = calcium_generator(seed)
+        contrast = draw_contrast(calcium_rng)
+        prm = replace(prm, contrast_hu=contrast.lumen_hu)
     intensities = render_ct(rng, background.aux["ct"], masks, prm, fov.aux["cut"], noise_hu)
     labels = tavr_labels(canvas, masks, aorta_part, root, ventricle, heart)
+    structures = [fov, root, ventricle, curved, iliac, intensities]
+    if calcium:
+        annulus = root.aux["annulus"] if heart else None
+        structures.append(paint_calcium(calcium_rng, canvas, masks, labels, annulus, intensities.aux["ct"], contrast,
+                                        fov.aux["cut"], noise_hu, calcium_nodules))
 
     header = {
         "seed": int(seed),
@@ -110,10 +130,11 @@ def make_subject(
         "rotation_deg": list(map(float, rotation_deg)),
     }
     # truth.json lists the builders' keys in this order (that of the files written so far).
-    truth = merge_truth(header, (fov, root, ventricle, curved, iliac, intensities))
+    truth = merge_truth(header, structures)
     origin = tuple(float(-c) for c in (frame.extent[::-1] / 2))  # SimpleITK (x, y, z) origin
     return Phantom(ct=intensities.aux["ct"], masks=masks, labels=labels, aorta_part=aorta_part,
-                   spacing=tuple(frame.spacing.tolist()), truth=truth, origin=origin)
+                   spacing=tuple(frame.spacing.tolist()), truth=truth, origin=origin,
+                   calcium=structures[-1].aux["ids"] if calcium else None)
 
 
 def compose_aorta_parts(curved: Structure, root: Structure) -> np.ndarray:

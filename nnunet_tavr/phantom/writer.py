@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_tavr.geometry import as_spacing
+from nnunet_tavr.phantom.calcium import MASK_FILE as CALCIUM_MASK_FILE
 from nnunet_tavr.phantom.structure import MASK_NAMES
 from nnunet_tavr.phantom.subject import Phantom, make_subject
 from nnunet_tavr.totalseg import CT_STEM, META_CSV, SEGMENTATIONS_DIR
@@ -30,6 +31,8 @@ def write_subject(phantom: Phantom, subject_dir: str | Path) -> Path:
     write_array(phantom.ct, geometry, subject_dir / f"{CT_STEM}.nii.gz")
     for name in MASK_NAMES:
         write_array(phantom.masks[name].astype(np.uint8), geometry, subject_dir / SEGMENTATIONS_DIR / f"{name}.nii.gz")
+    if phantom.calcium is not None:  # the calcium's true voxels (nodule ids), beside the CT
+        write_array(phantom.calcium, geometry, subject_dir / CALCIUM_MASK_FILE)
     write_json(phantom.truth, subject_dir / TRUTH_JSON)  # written last: marks the subject complete
     return subject_dir
 
@@ -41,8 +44,13 @@ def _is_complete(subject_dir: Path, params: dict) -> bool:
     except (OSError, ValueError):
         return False
     spacing = as_spacing(params["spacing"]).tolist()
-    return (truth.get("seed"), truth.get("shape"), truth.get("spacing"), truth.get("has_heart"), truth.get("has_iliacs")) == (
+    same = (truth.get("seed"), truth.get("shape"), truth.get("spacing"), truth.get("has_heart"), truth.get("has_iliacs")) == (
         params["seed"], list(params["shape"]), spacing, params["heart"], params["iliacs"])
+    calcium = truth.get("calcium")
+    if not params.get("calcium"):
+        return same and calcium is None
+    free = params.get("calcium_nodules") == 0
+    return same and calcium is not None and (len(calcium["nodules"]) == 0) == free and (subject_dir / CALCIUM_MASK_FILE).is_file()
 
 
 def write_dataset(
@@ -54,12 +62,16 @@ def write_dataset(
     no_heart=(),
     no_iliacs=(),
     progress: bool = True,
+    calcium: bool = False,
+    calcium_free=(),
 ) -> list[str]:
     """Write ``n`` subjects plus ``meta.csv``; subjects already complete with the same parameters are
     kept (reruns resume), others are (re)written.
 
     Subject ``i`` uses seed ``seed * 100003 + i``, so adding subjects never changes earlier ones.
-    ``no_heart`` and ``no_iliacs`` are subject indices made chest-less or pelvis-less.
+    ``no_heart`` and ``no_iliacs`` are subject indices made chest-less or pelvis-less. ``calcium``
+    adds calcified nodules and varies the contrast (:mod:`nnunet_tavr.phantom.calcium`);
+    ``calcium_free`` are subject indices that get the calcium contrast but no nodule.
     """
     from tqdm import tqdm
 
@@ -72,6 +84,8 @@ def write_dataset(
         sid = subject_id(i)
         ids.append(sid)
         params = dict(seed=seed * 100003 + i, shape=tuple(shape), spacing=spacing, heart=i not in set(no_heart), iliacs=i not in set(no_iliacs))
+        if calcium:  # only then: the parameters of other subjects stay what they were
+            params.update(calcium=True, calcium_nodules=0 if i in set(calcium_free) else None)
         if _is_complete(out_dir / sid, params):
             continue
         phantom = make_subject(**params)

@@ -386,3 +386,26 @@ def ball(radius_mm: float, spacing) -> np.ndarray:
 def as_spacing(spacing: float | Sequence[float], ndim: int = 3) -> np.ndarray:
     """A scalar or per-axis voxel size as a float array of ``ndim`` values."""
     return np.broadcast_to(np.asarray(spacing, float), (ndim,)).copy()
+
+
+# ----------------------------------------------------------------------------------------------
+# index <-> world (SimpleITK's physical frame)
+
+IDENTITY_DIRECTION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+def index_to_world(index_zyx, spacing, origin_xyz=(0.0, 0.0, 0.0), direction=IDENTITY_DIRECTION) -> np.ndarray:
+    """Continuous voxel indices ``(..., 3)`` in (z, y, x) -> SimpleITK world points ``(..., 3)`` in
+    (x, y, z) mm: ``origin + D @ (index_xyz * spacing_xyz)``, ``D`` the 3 x 3 direction matrix
+    (row-major, as ``image.GetDirection()``), ``spacing`` per array axis (z, y, x)."""
+    index_xyz = np.asarray(index_zyx, float)[..., ::-1]
+    d = np.asarray(direction, float).reshape(3, 3)
+    return np.asarray(origin_xyz, float) + (index_xyz * as_spacing(spacing)[::-1]) @ d.T
+
+
+def world_to_index(world_xyz, spacing, origin_xyz=(0.0, 0.0, 0.0), direction=IDENTITY_DIRECTION) -> np.ndarray:
+    """Inverse of :func:`index_to_world`: world points (x, y, z) mm -> continuous (z, y, x) indices."""
+    d = np.asarray(direction, float).reshape(3, 3)
+    rel = np.asarray(world_xyz, float) - np.asarray(origin_xyz, float)
+    index_xyz = np.linalg.solve(d, rel.reshape(-1, 3).T).T.reshape(rel.shape) / as_spacing(spacing)[::-1]
+    return index_xyz[..., ::-1]

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nnunet_tavr.phantom.aorta import paint_curved_aorta
+from nnunet_tavr.phantom.aorta import AORTA_PARTS, paint_curved_aorta
 from nnunet_tavr.phantom.background import paint_background, render_ct
 from nnunet_tavr.phantom.canvas import Canvas
 from nnunet_tavr.phantom.fov import cut_to_field_of_view, field_of_view
@@ -15,7 +15,7 @@ from nnunet_tavr.phantom.iliacs import paint_iliacs
 from nnunet_tavr.phantom.label_map import tavr_labels
 from nnunet_tavr.phantom.parameters import draw_parameters
 from nnunet_tavr.phantom.root import paint_root
-from nnunet_tavr.phantom.structure import MASK_NAMES, Structure
+from nnunet_tavr.phantom.structure import LEFT_VENTRICLE, MASK_NAMES, Structure
 from nnunet_tavr.phantom.ventricle import paint_ventricle
 
 
@@ -52,6 +52,8 @@ def make_subject(
     stenosis: bool = True,
     rotation_deg: tuple[float, float, float] = (0.0, 0.0, 0.0),
     noise_hu: float = 12.0,
+    cusps: bool = False,
+    aortic_sinuses: bool = False,
 ) -> Phantom:
     """Build one subject in memory.
 
@@ -76,6 +78,12 @@ def make_subject(
         z, y, x), for tests of orientation-independent geometry.
     noise_hu : float
         Standard deviation of the Gaussian CT noise.
+    cusps : bool
+        Three sinus lobes (RCC, LCC, NCC) with hinge points and commissures in ``truth.json``
+        (:mod:`nnunet_tavr.phantom.cusps`). Off: the subject is byte-identical to before.
+    aortic_sinuses : bool
+        Also write TotalSegmentator's ``aortic_sinuses`` masks (the three cusps and the LVOT);
+        implies ``cusps``.
 
     Returns
     -------
@@ -96,8 +104,18 @@ def make_subject(
     aorta_part = compose_aorta_parts(curved, root)
     ventricle = paint_ventricle(frame, prm, canvas, aorta_part > 0)
     iliac = paint_iliacs(frame, prm, canvas, aorta_part > 0, stenosis)
-    masks = union_of_masks(canvas, (curved, root, ventricle, iliac))
-    cut_to_field_of_view([*masks.values(), aorta_part], fov.aux["cut"])
+    origin = tuple(float(-c) for c in (frame.extent[::-1] / 2))  # SimpleITK (x, y, z) origin
+    structures, extra = (curved, root, ventricle, iliac), ()
+    cusps = bool(cusps or aortic_sinuses)
+    if cusps:  # opt-in builder: the sinus lobes join the root (after the ventricle: they lie above the plane)
+        from nnunet_tavr.phantom.cusps import paint_cusps
+
+        cusp = paint_cusps(frame, prm, canvas, root, aorta_part, ventricle.masks[LEFT_VENTRICLE], seed, origin)
+        aorta_part[cusp.aux["lobes"]] = AORTA_PARTS["root"]
+        structures, extra = structures + (cusp,), (cusp,)
+    masks = union_of_masks(canvas, structures)
+    sinus_masks = extra[0].aux["sinuses"] if extra and aortic_sinuses else {}
+    cut_to_field_of_view([*masks.values(), aorta_part, *sinus_masks.values()], fov.aux["cut"])
 
     background = paint_background(rng, frame, canvas, noise_hu)
     intensities = render_ct(rng, background.aux["ct"], masks, prm, fov.aux["cut"], noise_hu)
@@ -109,10 +127,11 @@ def make_subject(
         "spacing": frame.spacing.tolist(),
         "rotation_deg": list(map(float, rotation_deg)),
     }
+    if cusps:  # recorded only when on, so that subjects without them keep their truth.json
+        header.update(cusps=True, aortic_sinuses=bool(aortic_sinuses))
     # truth.json lists the builders' keys in this order (that of the files written so far).
-    truth = merge_truth(header, (fov, root, ventricle, curved, iliac, intensities))
-    origin = tuple(float(-c) for c in (frame.extent[::-1] / 2))  # SimpleITK (x, y, z) origin
-    return Phantom(ct=intensities.aux["ct"], masks=masks, labels=labels, aorta_part=aorta_part,
+    truth = merge_truth(header, (fov, root, ventricle, curved, iliac, intensities) + extra)
+    return Phantom(ct=intensities.aux["ct"], masks={**masks, **sinus_masks}, labels=labels, aorta_part=aorta_part,
                    spacing=tuple(frame.spacing.tolist()), truth=truth, origin=origin)
 
 

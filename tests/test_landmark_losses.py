@@ -12,9 +12,20 @@ from nnunet_tavr.trainers.landmark_losses import (
     HeatmapMSELoss,
     HeatmapOTLoss,
     gaussian_log_heatmap,
+    gaussian_marginals,
     glip_penalty,
+    lattice_slices,
+    project,
+    project_product,
     sinkhorn_divergence,
+    sliced_w2,
 )
+
+#: Both OT distances of the loss: (name, function of log-weights, spacing) -> mm^2
+OT = {
+    "sinkhorn": lambda la, lb, sp, **kw: sinkhorn_divergence(la, lb, sp, **kw),
+    "sliced": lambda la, lb, sp, **kw: sliced_w2(la.exp(), lb.exp(), sp),
+}
 
 
 def dirac(shape, index) -> torch.Tensor:
@@ -23,26 +34,48 @@ def dirac(shape, index) -> torch.Tensor:
     return log[None]
 
 
+@pytest.mark.parametrize("ot", list(OT))
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (3.0, 0.8, 1.5)])
-def test_point_masses_cost_their_distance_squared_in_mm(spacing):
+def test_point_masses_cost_their_distance_squared_in_mm(ot, spacing):
     shape = (9, 10, 11)
-    a, b = (1, 2, 3), (6, 7, 5)
-    d2 = sum(((i - j) * s) ** 2 for i, j, s in zip(a, b, spacing))
-    for blur in (0.5, 2.0):
-        s = sinkhorn_divergence(dirac(shape, a), dirac(shape, b), spacing, blur_mm=blur)
+    for a, b in (((1, 2, 3), (6, 7, 5)), ((0, 9, 0), (8, 0, 10))):
+        d2 = sum(((i - j) * s) ** 2 for i, j, s in zip(a, b, spacing))
+        s = OT[ot](dirac(shape, a), dirac(shape, b), spacing)
         assert float(s) == pytest.approx(d2, rel=1e-6, abs=1e-6)
-    # the distance variant of the loss: sqrt(S) is the distance in mm
-    assert math.sqrt(float(s)) == pytest.approx(math.sqrt(d2), rel=1e-6)
+        # the distance variant of the loss: sqrt(S) is the distance in mm
+        assert math.sqrt(float(s)) == pytest.approx(math.sqrt(d2), rel=1e-6)
+    if ot == "sinkhorn":  # any entropic blur
+        assert float(sinkhorn_divergence(dirac(shape, a), dirac(shape, b), spacing, blur_mm=0.5)) == pytest.approx(d2, rel=1e-6)
 
 
-def test_anisotropic_spacing_is_honoured_along_each_axis():
+@pytest.mark.parametrize("ot", list(OT))
+def test_anisotropic_spacing_is_honoured_along_each_axis(ot):
     shape = (8, 8, 8)
     along = {}
     for axis in range(3):
         b = [2, 2, 2]
         b[axis] = 5
-        along[axis] = float(sinkhorn_divergence(dirac(shape, (2, 2, 2)), dirac(shape, b), (2.5, 1.0, 0.5)))
+        along[axis] = float(OT[ot](dirac(shape, (2, 2, 2)), dirac(shape, b), (2.5, 1.0, 0.5)))
     assert along[0] == pytest.approx((3 * 2.5) ** 2) and along[1] == pytest.approx(9.0) and along[2] == pytest.approx((3 * 0.5) ** 2)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.5, 0.7, 1.2), (1.0, 3.0)])
+def test_lattice_slices_weigh_to_the_identity(spacing):
+    total = np.zeros((len(spacing), len(spacing)))
+    for signs, norm, weight in lattice_slices(spacing):
+        theta = np.array([sg / sp for sg, sp in zip(signs, spacing)]) / norm
+        assert weight >= 0 and np.linalg.norm(theta) == pytest.approx(1.0)
+        total += weight * np.outer(theta, theta)
+    np.testing.assert_allclose(total, np.eye(len(spacing)), atol=1e-12)
+
+
+def test_product_projection_equals_the_voxel_projection():
+    shape, spacing = (7, 9, 6), (2.0, 1.0, 1.5)
+    frac = torch.tensor([[0.4, 0.55, 0.5], [0.2, 0.7, 0.6]], dtype=torch.float64)
+    full = gaussian_log_heatmap(shape, spacing, frac, 2.0).exp()
+    marginals = gaussian_marginals(shape, spacing, frac, 2.0)
+    for signs, _, _ in lattice_slices(spacing):
+        torch.testing.assert_close(project_product(marginals, signs), project(full, signs, shape), rtol=1e-9, atol=1e-12)
 
 
 def blob(shape, centre, sigma, spacing):
@@ -63,16 +96,18 @@ def test_translation_changes_the_loss_as_the_formula_says():
         w = log.exp()[0]
         return torch.stack([(w * g).sum() for g in grids])
 
-    s0 = sinkhorn_divergence(pred, target, spacing, blur_mm=1.5, extra_iterations=10)
-    s1 = sinkhorn_divergence(pred, moved, spacing, blur_mm=1.5, extra_iterations=10)
-    expected = float(s0) + float(t @ t) + 2 * float((mean(target) - mean(pred)) @ t)
-    assert float(s1) == pytest.approx(expected, rel=2e-3, abs=2e-3)
-    # a prediction equal to the target moved by t costs |t|^2
-    same = sinkhorn_divergence(target, moved, spacing, blur_mm=1.5, extra_iterations=10)
-    assert float(same) == pytest.approx(float(t @ t), rel=2e-3)
+    for ot in OT:
+        s0 = OT[ot](pred, target, spacing, blur_mm=1.5, extra_iterations=10)
+        s1 = OT[ot](pred, moved, spacing, blur_mm=1.5, extra_iterations=10)
+        expected = float(s0) + float(t @ t) + 2 * float((mean(target) - mean(pred)) @ t)
+        assert float(s1) == pytest.approx(expected, rel=2e-3, abs=2e-3), ot
+        # a prediction equal to the target moved by t costs |t|^2
+        same = OT[ot](target, moved, spacing, blur_mm=1.5, extra_iterations=10)
+        assert float(same) == pytest.approx(float(t @ t), rel=2e-3), ot
 
 
-def test_gradient_moves_predicted_mass_toward_the_target():
+@pytest.mark.parametrize("ot", list(OT))
+def test_gradient_moves_predicted_mass_toward_the_target(ot):
     shape, spacing = (12, 12, 12), (1.5, 1.5, 1.5)
     logits = torch.zeros((1, *shape), dtype=torch.float64, requires_grad=True)
     target = blob(shape, (9, 3, 4), 1.5, spacing)
@@ -85,7 +120,7 @@ def test_gradient_moves_predicted_mass_toward_the_target():
 
     log_p = torch.log_softmax(logits.reshape(1, -1), -1).reshape(logits.shape)
     before = mean_dist(log_p.detach())
-    sinkhorn_divergence(log_p, target, spacing).sum().backward()
+    OT[ot](log_p, target, spacing).sum().backward()
     with torch.no_grad():
         stepped = logits - logits.grad / logits.grad.abs().max()  # a step of at most 1 in any logit
     after = mean_dist(torch.log_softmax(stepped.reshape(1, -1), -1).reshape(logits.shape))
@@ -107,9 +142,10 @@ def targets(shape, centres_vox, present):
     return out
 
 
-def test_heatmap_ot_loss_prefers_the_right_peak_and_skips_absent_landmarks():
+@pytest.mark.parametrize("ot", list(OT))
+def test_heatmap_ot_loss_prefers_the_right_peak_and_skips_absent_landmarks(ot):
     shape, spacing = (12, 12, 12), (2.0, 2.0, 2.0)
-    loss = HeatmapOTLoss(2, spacing, shape, sigma_mm=2.0)
+    loss = HeatmapOTLoss(2, spacing, shape, sigma_mm=2.0, ot=ot)
     tgt = targets(shape, [[(3, 3, 3), (8, 8, 8)]], [[1, 0]])
 
     def output(peak):
@@ -120,7 +156,7 @@ def test_heatmap_ot_loss_prefers_the_right_peak_and_skips_absent_landmarks():
     good, bad = loss(output((3, 3, 3)), tgt), loss(output((8, 8, 3)), tgt)
     assert float(good) < float(bad)
     # landmark 2 is absent: its channel changes only the GLiP term, never the OT term
-    no_glip = HeatmapOTLoss(2, spacing, shape, glip_weight=0.0)
+    no_glip = HeatmapOTLoss(2, spacing, shape, glip_weight=0.0, ot=ot)
     a = output((3, 3, 3))
     b = a.clone()
     b[0, 2, 1, 1, 1] = 30.0
@@ -140,8 +176,8 @@ def test_deep_supervision_scale_uses_the_scaled_spacing():
 
 def test_glip_charges_collapsed_peaks_not_smooth_ones():
     shape, spacing = (16, 16, 16), (1.0, 1.0, 1.0)
-    smooth = blob(shape, (8, 8, 8), 2.0, spacing).float()
-    sharp = dirac(shape, (8, 8, 8)).clamp_min(-40).float()
+    smooth = blob(shape, (8, 8, 8), 2.0, spacing).exp().float()
+    sharp = dirac(shape, (8, 8, 8)).exp().float()
     assert float(glip_penalty(smooth, spacing, 2.0)) == pytest.approx(0.0, abs=1e-8)
     assert float(glip_penalty(sharp, spacing, 2.0)) > 0
 

@@ -17,7 +17,7 @@ OUT/figures/CASE.png: the points on the annulus-plane reslice and two orthogonal
 
 Example:
   nnUNetv2_predict -i imagesTs -o pred -d 315 -c 3d_fullres -tr nnUNetTrainerHeatmapOT --save_probabilities
-  nnunet-tavr landmarks pred -o pred_points --reference 315
+  nnunet-tavr landmarks pred -o pred_points -tr nnUNetTrainerHeatmapOT --reference 315
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pred_dir", type=Path, help="nnU-Net prediction folder (CASE.nii.gz, CASE.npz)")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
     parser.add_argument("--reference", default=None, help="landmarks.json, dataset folder or id (scheme hinge), or a folder of phantoms with truth.json")
-    parser.add_argument("--mode", choices=MODES, default="auto", help="how to read the predictions (default auto: from the trainer's name)")
+    parser.add_argument("-tr", "--trainer", default=None, help="the trainer that made the predictions (-tr of nnUNetv2_predict); decides --mode auto")
+    parser.add_argument("--mode", choices=MODES, default="auto", help="how to read the predictions (default auto: heatmap for nnUNetTrainerHeatmap*, else segmentation; "
+                        "the trainer comes from -tr or a Trainer__Plans__conf folder above PRED_DIR)")
     parser.add_argument("--refine-mm", type=float_range(0.5, 50.0), default=4.0, help="radius of the local refinement around a heatmap's peak in mm (default 4)")
     parser.add_argument("--images", type=Path, default=None, help="folder with the CTs (CASE_0000.nii.gz) for the figures (default: the reference dataset's imagesTr/imagesTs)")
     parser.add_argument("--figures", type=at_least(0), default=4, help="cases drawn (default 4; 0 = none)")
@@ -43,8 +45,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def _image_for(case: str, folders: list[Path]):
     for folder in folders:
-        for sub in ("", "imagesTr", "imagesTs"):
-            path = folder / sub / f"{case}_0000.nii.gz"
+        for path in (folder / f"{case}_0000.nii.gz", folder / "imagesTr" / f"{case}_0000.nii.gz",
+                     folder / "imagesTs" / f"{case}_0000.nii.gz", folder / case / "ct.nii.gz"):
             if path.is_file():
                 return path
     return None
@@ -67,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
         from nnunet_tavr.landmarks.reference import load_reference
 
         reference, ref_path = load_reference(args.reference)
-    mode = resolve_mode(args.mode, args.pred_dir)
+    mode = resolve_mode(args.mode, args.pred_dir, args.trainer)
     files = prediction_files(args.pred_dir)
     points, failed = {}, {}
     for path in tqdm(files, desc="landmarks", unit="case", disable=args.quiet):
@@ -78,7 +80,7 @@ def main(args: argparse.Namespace) -> int:
             failed[path.name.split(".")[0]] = str(exc)
     out = Path(args.output)
     doc = {"frame": "world (x, y, z) mm, SimpleITK physical frame; index_zyx: continuous voxel indices (z, y, x)",
-           "method": mode, "trainer": trainer_of(args.pred_dir), "refine_mm": args.refine_mm, "source": str(args.pred_dir),
+           "method": mode, "trainer": args.trainer or trainer_of(args.pred_dir), "refine_mm": args.refine_mm, "source": str(args.pred_dir),
            "cases": {c: p.to_dict() for c, p in sorted(points.items())}, "failed": failed}
     write_json(doc, out / "landmarks.json")
     rows = None

@@ -118,11 +118,23 @@ def trainer_of(pred_dir: Path) -> str | None:
     return None
 
 
-def resolve_mode(mode: str, pred_dir: Path) -> str:
-    """``heatmap`` / ``segmentation`` for ``auto``: heatmap when the trainer's name says so."""
+def resolve_mode(mode: str, pred_dir: Path, trainer: str | None = None) -> str:
+    """``heatmap`` / ``segmentation`` for ``auto``: heatmap when the trainer's name (given, or found
+    by :func:`trainer_of`) says so.
+
+    Raises
+    ------
+    UsageError
+        ``auto`` and the trainer is unknown (nnUNetv2_predict does not record it in its folder).
+    """
+    from nnunet_tavr.errors import UsageError
+
     if mode != "auto":
         return mode
-    trainer = trainer_of(pred_dir) or ""
+    trainer = trainer or trainer_of(pred_dir)
+    if trainer is None:
+        raise UsageError(f"cannot tell which trainer made {pred_dir} (nnUNetv2_predict does not record it): "
+                         "pass --trainer NAME (the -tr of nnUNetv2_predict) or --mode heatmap / --mode segmentation")
     return "heatmap" if "Heatmap" in trainer else "segmentation"
 
 

@@ -77,8 +77,8 @@ def _world_to_mm(world, geometry) -> np.ndarray:
 
 def case_figure(path: Path, case: str, volume: np.ndarray, geometry, predicted: dict, reference: dict | None,
                 title: str = "", half_width_mm: float = 35.0) -> Path | None:
-    """The points on the annulus-plane reslice (the plane through the three points) and on two
-    orthogonal reslices through its centre; predicted points are crosses, reference points
+    """The points on the annulus-plane reslice (the plane through the three reference points, else
+    the predicted ones) and on two orthogonal reslices through its centre; predicted points are crosses, reference points
     circles, coloured per landmark (:data:`nnunet_tavr.labels.COLOURS`). ``volume`` is the CT (or
     any image on the prediction's grid). Returns ``None`` when fewer than three points exist."""
     from nnunet_tavr.geometry import DegeneratePlane, PlaneGrid, plane_frame, plane_through
@@ -87,7 +87,7 @@ def case_figure(path: Path, case: str, volume: np.ndarray, geometry, predicted: 
 
     pred = {n: _world_to_mm(w, geometry) for n, w in predicted.items() if w is not None}
     ref = {n: _world_to_mm(w, geometry) for n, w in (reference or {}).items() if w is not None}
-    plane_points = pred if len(pred) == 3 else ref
+    plane_points = ref if len(ref) == 3 else pred  # the reference's annulus plane when there is one
     if len(plane_points) != 3:
         return None
     try:
@@ -107,11 +107,16 @@ def case_figure(path: Path, case: str, volume: np.ndarray, geometry, predicted: 
         for points, marker in ((ref, "o"), (pred, "x")):
             for name, p in points.items():
                 rel = p - centre
-                ax.scatter([rel @ a], [rel @ b], marker=marker, s=60, facecolors="none" if marker == "o" else colour(name),
-                           edgecolors=colour(name), linewidths=1.8, label=f"{name} {'ref' if marker == 'o' else 'pred'}")
+                style = {"facecolors": "none", "edgecolors": colour(name)} if marker == "o" else {"c": [colour(name)]}
+                ax.scatter([rel @ a], [rel @ b], marker=marker, s=60, linewidths=1.8, label=f"{name} {'ref' if marker == 'o' else 'pred'}", **style)
+        ax.set_xlim(u0, u1)
+        ax.set_ylim(v0, v1)
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("mm")
     axes[0].legend(fontsize=7, loc="lower right")
+    outside = [n for n, p in pred.items() if np.max(np.abs([(p - centre) @ v for v in (e1, e2, normal)])) > half_width_mm]
+    if outside:
+        title += f"; outside the views: predicted {', '.join(outside)}"
     fig.suptitle(f"{case}: hinge points {title}", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)

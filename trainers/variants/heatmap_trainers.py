@@ -106,6 +106,11 @@ class LandmarkHeatmaps:
 class nnUNetTrainerHeatmapOT(LandmarkHeatmaps, nnUNetTrainer):
     """Seed 003's loss: OT between each landmark's spatial softmax and a Gaussian, plus GLiP."""
 
+    #: OT distance: "sliced" (exact sliced W2^2 over lattice directions, O(N)) or "sinkhorn"
+    #: (debiased Sinkhorn divergence, separable log-domain kernel); see benchmarks/landmark_loss.py
+    ot: str = "sliced"
+    #: slicing directions of "sliced": "axes", "faces" (axes + face diagonals) or "lattice"
+    directions: str = "faces"
     #: entropic blur sqrt(eps) of the Sinkhorn divergence (mm)
     blur_mm: float = 1.0
     #: squared cost (W2^2-like, mm^2) or its square root (a distance in mm)
@@ -116,7 +121,8 @@ class nnUNetTrainerHeatmapOT(LandmarkHeatmaps, nnUNetTrainer):
 
     def _heatmap_loss(self):
         return HeatmapOTLoss(**self._loss_geometry(), blur_mm=self.blur_mm, squared=self.squared,
-                             glip_weight=self.glip_weight, glip_factor=self.glip_factor)
+                             glip_weight=self.glip_weight, glip_factor=self.glip_factor, ot=self.ot,
+                             directions=self.directions)
 
 
 class nnUNetTrainerHeatmapMSE(LandmarkHeatmaps, nnUNetTrainer):

@@ -5,6 +5,11 @@ diameters, eccentricity), aortic root (sinus of Valsalva and sinotubular junctio
 height), ascending aorta diameter at a height above the annulus, minimal lumen diameter, its
 position and the centreline length of each iliac artery, and the volume of every label.
 
+With hinge points (``--hinge-points JSON`` or ``--cusps DIR``) the annulus is measured in the plane
+through the three hinge points (the clinical virtual basal ring), with the angle between that plane
+and the least-squares plane of the annulus label and a hinge_points section (per-cusp positions);
+without them in the label's own plane. ``annulus.plane_used`` says which.
+
 Writes OUT_DIR/measurements.json (every value with unit and method; missing structures with the
 reason) and OUT_DIR/measurements.png.  SEG may also be a folder of segmentations (e.g. an
 nnUNetv2_predict output folder): then each case goes to OUT_DIR/CASE/ and a table of all cases to
@@ -35,6 +40,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ct", type=Path, help="CT of the case (shown under the annulus contour); a folder when SEG is a folder (CASE_0000.nii.gz or CASE.nii.gz)")
     parser.add_argument("--height", type=float_range(*HEIGHT_RANGE_MM), default=40.0, metavar="MM",
                         help=f"height above the annulus (centreline arc length, {HEIGHT_RANGE_MM[0]:g}-{HEIGHT_RANGE_MM[1]:g} mm) of the ascending-aorta diameter (default 40)")
+    parser.add_argument("--hinge-points", type=Path, metavar="JSON", help="hinge points (RCC, LCC, NCC; world mm): a landmarks.json of 'nnunet-tavr landmarks' or of the hinge scheme, or a phantom truth.json; the annulus is then measured in their plane")
+    parser.add_argument("--cusps", type=Path, metavar="DIR", help="TotalSegmentator aortic_sinuses masks of the case (a folder of CASE subfolders when SEG is a folder): hinge points derived from them")
     parser.add_argument("--no-figure", action="store_true", help="write measurements.json only")
     parser.add_argument("--force", action="store_true", help="measure again cases whose measurements.json exists")
 
@@ -50,7 +57,28 @@ def find_ct(ct: Path | None, case: str) -> Path | None:
     return find_image(ct, f"{case}_0000") or find_image(ct, case)
 
 
-def measure_file(seg: Path, out_dir: Path, ct: Path | None = None, height_mm: float = 40.0, figure: bool = True):
+def case_hinge_points(case: str, geometry, hinge_json: Path | None, cusps: Path | None, many: bool):
+    """``(points, source)`` of a case from ``--hinge-points`` or ``--cusps``, or ``(None, reason)``."""
+    from nnunet_tavr.measurement.hinge import derive_from_cusps, load_hinge_points
+
+    if hinge_json is not None:
+        points = load_hinge_points(hinge_json, case, geometry)
+        return (points, f"given: {hinge_json}") if points is not None else (None, f"no hinge points for case {case} in {hinge_json}")
+    if cusps is not None:
+        folder = cusps / case if many else cusps
+        if not folder.is_dir():
+            return None, f"no cusp masks folder {folder}"
+        from nnunet_tavr.errors import Excluded
+
+        try:
+            return derive_from_cusps(folder, case, geometry), f"derived from the cusp masks in {folder}"
+        except Excluded as exc:  # no usable cusp masks: the label's plane, and the record says why
+            return None, f"hinge points not derived from {folder}: {exc.code}: {exc.message}"
+    return None, "no hinge points given"
+
+
+def measure_file(seg: Path, out_dir: Path, ct: Path | None = None, height_mm: float = 40.0, figure: bool = True,
+                 hinge_json: Path | None = None, cusps: Path | None = None, many: bool = False):
     """Measure one segmentation file; write ``measurements.json`` (and ``.png``) into ``out_dir``."""
     import numpy as np
 
@@ -76,7 +104,10 @@ def measure_file(seg: Path, out_dir: Path, ct: Path | None = None, height_mm: fl
         problem = geometry.mismatch(ct_geometry)
         if problem:
             raise InputError(f"case {case}: CT {ct} does not match the segmentation {seg}: {problem}")
-    record = measure_tavr(labels, geometry.spacing, case=case, ascending_height_mm=height_mm)
+    hinge, source = case_hinge_points(case, geometry, hinge_json, cusps, many)
+    record = measure_tavr(labels, geometry.spacing, case=case, ascending_height_mm=height_mm, hinge_points=hinge, hinge_source=source)
+    if hinge is None and (hinge_json is not None or cusps is not None):
+        record.sections["annulus"].notes.append(f"annulus plane: least-squares plane of the label ({source})")
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = record.to_json()
     payload["source"] = {"segmentation": str(seg), "ct": None if ct is None else str(ct), "origin": list(geometry.origin), "direction": list(geometry.direction)}
@@ -99,6 +130,10 @@ def main(args: argparse.Namespace) -> int:
 
     seg: Path = check_input(args.seg, "SEG", "any")
     check_input(args.ct, "--ct", "any")
+    check_input(args.hinge_points, "--hinge-points", "file")
+    check_input(args.cusps, "--cusps", "folder")
+    if args.hinge_points is not None and args.cusps is not None:
+        raise UsageError("--hinge-points and --cusps both give hinge points: use one")
     if seg.is_dir():
         files = list_images(seg)
         if not files:
@@ -107,7 +142,7 @@ def main(args: argparse.Namespace) -> int:
             raise UsageError(f"SEG is a folder, so --ct must be a folder too: {args.ct}")
     else:
         files = [seg]
-    check_output_dir(args.out, inputs=[seg, args.ct])
+    check_output_dir(args.out, inputs=[seg, args.ct, args.cusps])
 
     rows, failed = [], []
     for path in tqdm(files, desc="measure", unit="case", disable=len(files) == 1):
@@ -121,7 +156,7 @@ def main(args: argparse.Namespace) -> int:
             ct = find_ct(args.ct, case)
             if args.ct is not None and ct is None:
                 tqdm.write(f"warning: case {case}: no CT in {args.ct}; figure shows the labels")
-            record = measure_file(path, out_dir, ct, args.height, not args.no_figure)
+            record = measure_file(path, out_dir, ct, args.height, not args.no_figure, args.hinge_points, args.cusps, seg.is_dir())
         except InputError as exc:
             if len(files) == 1:
                 raise

@@ -35,7 +35,8 @@ def label_volumes(labels: np.ndarray, spacing, boxes=None) -> Section:
     return section
 
 
-def measure_tavr(labels: np.ndarray, spacing, case: str = "case", ascending_height_mm: float = 40.0) -> MeasurementRecord:
+def measure_tavr(labels: np.ndarray, spacing, case: str = "case", ascending_height_mm: float = 40.0,
+                 hinge_points: dict | None = None, hinge_source: str = "") -> MeasurementRecord:
     """Measure annulus, aortic root, ascending aorta, iliac access and label volumes.
 
     Parameters
@@ -49,6 +50,10 @@ def measure_tavr(labels: np.ndarray, spacing, case: str = "case", ascending_heig
         Case identifier stored in the record.
     ascending_height_mm : float
         Arc length above the annulus at which the ascending aorta diameter is measured.
+    hinge_points : dict, optional
+        ``RCC``, ``LCC``, ``NCC`` -> mm point (arrays' frame): the annulus is then measured in the
+        plane through them (:mod:`nnunet_tavr.measurement.hinge`) and a ``hinge_points`` section is
+        added; ``hinge_source`` says where they came from.
 
     Returns
     -------
@@ -71,8 +76,17 @@ def measure_tavr(labels: np.ndarray, spacing, case: str = "case", ascending_heig
     record = MeasurementRecord(case=case, shape=tuple(labels.shape), spacing=spacing, settings={"ascending_height_mm": ascending_height_mm})
     boxes = ndimage.find_objects(labels)
 
-    annulus, plane = measure_annulus(labels, spacing, boxes)
+    given = None
+    if hinge_points is not None:
+        from nnunet_tavr.measurement.hinge import hinge_plane
+
+        given = hinge_plane(hinge_points)
+    annulus, plane = measure_annulus(labels, spacing, boxes, plane=given)
     record.add(annulus)
+    if hinge_points is not None:
+        from nnunet_tavr.measurement.hinge import hinge_section
+
+        record.add(hinge_section(hinge_points, annulus, hinge_source))
     if plane is None:
         reason = f"needs the annulus plane; annulus missing: {annulus.missing}"
         record.add(Section.absent("aortic_root", reason))

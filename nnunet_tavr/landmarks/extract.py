@@ -70,16 +70,28 @@ def heatmap_points(probabilities: np.ndarray, spacing, refine_mm: float = 4.0) -
         w = np.exp(logit - top)
         w /= w.sum()
         peak = np.unravel_index(int(np.argmax(w)), w.shape)
-        reach = np.ceil(refine_mm / spacing).astype(int)
-        lo = np.maximum(np.asarray(peak) - reach, 0)
-        hi = np.minimum(np.asarray(peak) + reach + 1, w.shape)
-        grids = np.ogrid[tuple(slice(a, b) for a, b in zip(lo, hi))]
-        near = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, peak, spacing)) <= refine_mm**2
-        local = w[tuple(slice(a, b) for a, b in zip(lo, hi))] * near
-        mass = float(local.sum())
-        idx = np.array([float((local * g).sum() / mass) for g in np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij")])
+        idx, mass = _local_centroid(w, np.asarray(peak, float), spacing, refine_mm)
         out[value] = (idx, mass)
     return out
+
+
+def _local_centroid(w: np.ndarray, start: np.ndarray, spacing: np.ndarray, radius_mm: float, iterations: int = 3):
+    """Weighted centroid (continuous index) of ``w`` within ``radius_mm`` of a point, re-centred on
+    its own result ``iterations`` times: a ball centred on the peak voxel rather than on the
+    point would cut the distribution asymmetrically and pull the centroid toward that voxel."""
+    centre, mass = start, 0.0
+    reach = np.ceil(radius_mm / spacing).astype(int) + 1
+    for _ in range(iterations):
+        lo = np.maximum(np.floor(centre).astype(int) - reach, 0)
+        hi = np.minimum(np.floor(centre).astype(int) + reach + 2, w.shape)
+        grids = np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij")
+        near = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, centre, spacing)) <= radius_mm**2
+        local = w[tuple(slice(a, b) for a, b in zip(lo, hi))] * near
+        mass = float(local.sum())
+        if mass <= 0:
+            break
+        centre = np.array([float((local * g).sum() / mass) for g in grids])
+    return centre, mass
 
 
 def segmentation_points(seg: np.ndarray, values) -> dict[int, np.ndarray]:

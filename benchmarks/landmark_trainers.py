@@ -59,6 +59,7 @@ def train_and_predict(work: Path, name: str, epochs: int, iterations: int) -> tu
                                                           "num_val_iterations_per_epoch": 2})
     folder = work / "nnUNet_preprocessed" / DATASET
     plans = json.loads((folder / "nnUNetTinyPlans.json").read_text())
+    plans["continue_training"] = False  # nnU-Net's run_training.py sets this; a fresh start here
     ds = json.loads((folder / "dataset.json").read_text())
     torch.manual_seed(0)
     trainer = cls(plans, "3d_fullres", 0, ds, device=torch.device("cpu"))

@@ -17,13 +17,15 @@ Rule (all parameters in mm, so the same values mean the same anatomy on any grid
 4. **Deepest layer** of each cusp: its voxel centres (``index * spacing``) whose height
    ``s = p . n`` lies within ``L = max(layer_mm, 0.75 * e)`` of the cusp's lowest centre, ``e =
    sum_i |n_i| * spacing_i`` the voxel's extent along ``n`` (so a coarse grid still gives a layer).
-5. **Hinge point**: height = the lowest centre's minus ``e / 2`` (the voxel's lower face, not its
-   centre). Direction from the axis = the layer's radial offsets averaged with weights falling
-   linearly from 1 at the lowest centre to 0 at ``L`` (the side of the nadir whose crown is
+5. **Hinge point**: direction from the axis = the layer's radial offsets averaged with weights
+   falling linearly from 1 at the lowest centre to 0 at ``L`` (the side of the nadir whose crown is
    flatter would otherwise pull it sideways). Distance from the axis = the ``rim_quantile`` of the
    layer's radial distances along that direction (the leaflet attaches at the wall, the outer rim of
-   the layer). A single extreme voxel would move the point by a whole voxel with one voxel of
-   noise; the layer's weighted mean and quantile do not.
+   the layer). Height = the highest LVOT voxel centre within ``bracket_mm`` of that point (the
+   outflow tract ends at the basal ring; a maximum over many voxels), or without an LVOT there the
+   cusp's lowest centre minus ``e / 2`` (the voxel's lower face). A single extreme voxel would move
+   the point by a whole voxel with one voxel of noise; the layer's weighted mean and quantile and
+   the LVOT's many voxels do not.
 6. **Refine**: the axis is replaced by the normal of the plane through the three hinge points and
    steps 3-5 are repeated (``iterations`` times in all), so the depth is measured along the basal
    ring's own normal.
@@ -61,8 +63,8 @@ class HingeParams:
     rim_quantile: float = 0.8  #: radial quantile of the layer taken as the wall
     iterations: int = 3  #: axis refinements (1 = the cusp-centroid axis only)
     top_mm: float = 3.0  #: top layer of the cusps whose centroid is the root axis' point (mm)
-    rim_half_voxel: bool = False
-    bracket_mm: float = 3.0  #: LVOT voxels within this distance of a hinge point bracket its height (mm)  #: add half the voxel's in-plane extent to the rim radius
+    rim_half_voxel: bool = False  #: add half the voxel's in-plane extent to the rim radius
+    bracket_mm: float = 5.0  #: LVOT voxels within this distance of a hinge point give its height (mm)
     min_voxels: int = 8  #: smallest cusp (voxels) that gets a hinge point
 
     def as_dict(self) -> dict:

@@ -66,9 +66,12 @@ def train_and_predict(work: Path, name: str, epochs: int, iterations: int) -> tu
     t0 = time.process_time()
     trainer.run_training()
     seconds = time.process_time() - t0
+    trainer.set_deep_supervision_enabled(False)  # as nnU-Net's own validation does before predicting
+    trainer.network.eval()
     predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False, device=torch.device("cpu"),
                                 verbose=False, verbose_preprocessing=False, allow_tqdm=False)
-    predictor.manual_initialization(trainer.network, trainer.plans_manager, trainer.configuration_manager, None, ds,
+    predictor.manual_initialization(trainer.network, trainer.plans_manager, trainer.configuration_manager,
+                                    [trainer.network.state_dict()], ds,
                                     type(trainer).__name__, None)
     out = work / "predictions" / name
     predictor.predict_from_files(str(work / "nnUNet_raw" / DATASET / "imagesTs"), str(out), save_probabilities=True,

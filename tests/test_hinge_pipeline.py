@@ -38,7 +38,21 @@ def hinge_tree(tmp_path_factory) -> NnunetTree:
     planning_env = {k: v for k, v in tree.env.items() if k != "nnUNet_n_proc_DA"}
     tree.run("nnUNetv2_plan_and_preprocess", "-d", str(DATASET_ID), "-c", "3d_fullres", "-np", "1", "-npfp", "1",
              env=planning_env)
-    write_tiny_plans(tree.preprocessed / DATASET_NAME, configurations=("3d_fullres",))
+    plans_file = write_tiny_plans(tree.preprocessed / DATASET_NAME, configurations=("3d_fullres",))
+    # a real 3d_lowres configuration (twice the spacing, its own preprocessed data), as nnU-Net plans
+    # one for large images: the heatmap trainers read spacing and patch from the configuration
+    plans = json.loads(plans_file.read_text())
+    low = json.loads(json.dumps(plans["configurations"]["3d_fullres"]))
+    low.update(spacing=[2 * s for s in low["spacing"]], data_identifier="nnUNetTinyPlans_3d_lowres",
+               median_image_size_in_voxels=[s / 2 for s in low["median_image_size_in_voxels"]], patch_size=[16, 16, 16])
+    # three stages: nnU-Net's deep-supervision weights are undefined (0/0) with two
+    low["architecture"]["arch_kwargs"].update(n_stages=3, features_per_stage=[8, 16, 32], kernel_sizes=[[3, 3, 3]] * 3,
+                                              strides=[[1, 1, 1], [2, 2, 2], [2, 2, 2]], n_conv_per_stage=[2, 2, 2],
+                                              n_conv_per_stage_decoder=[2, 2])
+    plans["configurations"]["3d_lowres"] = low
+    plans_file.write_text(json.dumps(plans, indent=2))
+    tree.run("nnUNetv2_preprocess", "-d", str(DATASET_ID), "-plans_name", "nnUNetTinyPlans", "-c", "3d_lowres", "-np", "1",
+             env=planning_env)
     tree.run("nnunet-tavr", "convert", "-d", str(DATASET_ID), "-n", "HingePoints", "--install-splits")
     return tree
 
@@ -98,21 +112,27 @@ def test_heatmap_transform_and_lookup(env):
     np.testing.assert_allclose(out[6:9, 7, 7, 7].numpy(), np.array([11.5, 21.5, 6.5]) / 32, atol=1e-6)
 
 
-def _trainer(cls, tree, enable_ds=True):
+def _trainer(cls, tree, enable_ds=True, configuration="3d_fullres"):
     plans = json.loads((tree.preprocessed / DATASET_NAME / "nnUNetTinyPlans.json").read_text())
     plans["continue_training"] = False
     ds = json.loads((tree.preprocessed / DATASET_NAME / "dataset.json").read_text())
-    trainer = cls(plans, "3d_fullres", 0, ds, device=torch.device("cpu"))
+    trainer = cls(plans, configuration, 0, ds, device=torch.device("cpu"))
     trainer.enable_deep_supervision = enable_ds
     trainer.initialize()
     return trainer
 
 
-@pytest.mark.parametrize("name, enable_ds", [("nnUNetTrainerHeatmapMSE", True), ("nnUNetTrainer", True), ("nnUNetTrainerHeatmapOT", False)])
-def test_real_train_and_validation_step(env, name, enable_ds):
+@pytest.mark.parametrize("name, enable_ds, configuration", [
+    ("nnUNetTrainerHeatmapMSE", True, "3d_fullres"), ("nnUNetTrainer", True, "3d_fullres"),
+    ("nnUNetTrainerHeatmapOT", False, "3d_fullres"), ("nnUNetTrainerHeatmapOT", True, "3d_lowres")])
+def test_real_train_and_validation_step(env, name, enable_ds, configuration):
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as lookup
 
-    trainer = _trainer(lookup(name), env, enable_ds)
+    trainer = _trainer(lookup(name), env, enable_ds, configuration)
+    if name.startswith("nnUNetTrainerHeatmap"):  # the loss works at the configuration's own spacing
+        loss = trainer.loss.loss if enable_ds else trainer.loss
+        assert loss.spacing == list(trainer.configuration_manager.spacing)
+        assert loss.patch_size == list(trainer.configuration_manager.patch_size)
     loader_tr, loader_val = trainer.get_dataloaders()
     batch = next(loader_tr)
     trainer.network.train()

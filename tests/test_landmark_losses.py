@@ -156,7 +156,7 @@ def test_heatmap_ot_loss_prefers_the_right_peak_and_skips_absent_landmarks(ot):
     good, bad = loss(output((3, 3, 3)), tgt), loss(output((8, 8, 3)), tgt)
     assert float(good) < float(bad)
     # landmark 2 is absent: its channel changes only the GLiP term, never the OT term
-    no_glip = HeatmapOTLoss(2, spacing, shape, glip_weight=0.0, ot=ot)
+    no_glip = HeatmapOTLoss(2, spacing, shape, glip_weight=0.0, ce_weight=0.0, ot=ot)
     a = output((3, 3, 3))
     b = a.clone()
     b[0, 2, 1, 1, 1] = 30.0
@@ -167,6 +167,12 @@ def test_heatmap_ot_loss_prefers_the_right_peak_and_skips_absent_landmarks(ot):
     value = no_glip(out, none)
     value.backward()
     assert float(value) == 0.0 and out.grad is not None
+    # the channel cross-entropy on the spheres anchors the absolute level, also without landmarks:
+    # a landmark channel above the reference everywhere costs more than one below it
+    anchored = HeatmapOTLoss(2, spacing, shape, glip_weight=0.0, ot=ot)
+    high, low = torch.zeros((1, 3, *shape)), torch.zeros((1, 3, *shape))
+    high[0, 1], low[0, 1] = 5.0, -5.0
+    assert float(anchored(high, none)) > float(anchored(low, none)) + 1.0
 
 
 def test_deep_supervision_scale_uses_the_scaled_spacing():

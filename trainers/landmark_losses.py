@@ -350,14 +350,19 @@ class HeatmapOTLoss(_HeatmapLoss):
     Landmarks absent from a patch (``present == 0``: not in it, or their sphere cut by its border)
     have no target distribution: their OT term is left out and the loss averages over the present
     (sample, landmark) pairs only; a batch with none gives 0 (still connected to the graph). The
-    GLiP term applies to every channel. The OT term is divided by ``sigma_mm**2`` (``squared``) or
+    GLiP term applies to every channel. A softmax over voxels is blind to a constant added to a
+    channel, so patches alone cannot tell the network *where in the image* the landmark is not:
+    ``ce_weight`` x the channel cross-entropy against the sphere labels (channel 0 = background)
+    anchors the logits' absolute level, so that far from a landmark ``z_l - z_0 < 0`` in every
+    patch, including those without it, and the tiles of nnU-Net's sliding window agree. The OT term is divided by ``sigma_mm**2`` (``squared``) or
     ``sigma_mm`` (distance), so 1 means "off by about one sigma".
     """
 
     def __init__(self, num_landmarks, spacing, patch_size, sigma_mm: float = 2.0, blur_mm: float = 1.0,
                  squared: bool = True, glip_weight: float = 1.0, glip_factor: float = 1.0, scaling: float = 0.5,
-                 extra_iterations: int = 3, ot: str = "sliced", directions: str = "faces"):
+                 extra_iterations: int = 3, ot: str = "sliced", directions: str = "faces", ce_weight: float = 1.0):
         super().__init__(num_landmarks, spacing, patch_size, sigma_mm)
+        self.ce_weight = float(ce_weight)
         if ot not in ("sliced", "sinkhorn"):
             raise ValueError(f"ot must be 'sliced' or 'sinkhorn', got {ot!r}")
         self.ot, self.directions = ot, directions
@@ -390,6 +395,11 @@ class HeatmapOTLoss(_HeatmapLoss):
             loss = loss + ot.mean()
         if self.glip_weight:
             loss = loss + self.glip_weight * self.sigma_mm**2 * glip_penalty(p, spacing, self.sigma_mm, self.glip_factor)
+        if self.ce_weight:
+            # anchors the logits' absolute level: z_l - z_0 < 0 away from landmark l, > 0 on its sphere,
+            # so the tiles of nnU-Net's sliding window (and patches without the landmark) are comparable
+            seg = target[:, 0].round().long()
+            loss = loss + self.ce_weight * F.cross_entropy(output[:, : 1 + self.num_landmarks].float(), seg)
         return loss
 
 

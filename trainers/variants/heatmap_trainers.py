@@ -118,11 +118,13 @@ class nnUNetTrainerHeatmapOT(LandmarkHeatmaps, nnUNetTrainer):
     #: weight of the grid-based Lipschitz penalty and its bound (x the target's steepest slope)
     glip_weight: float = 1.0
     glip_factor: float = 1.0
+    #: weight of the channel cross-entropy on the spheres that anchors the logits across patches
+    ce_weight: float = 1.0
 
     def _heatmap_loss(self):
         return HeatmapOTLoss(**self._loss_geometry(), blur_mm=self.blur_mm, squared=self.squared,
                              glip_weight=self.glip_weight, glip_factor=self.glip_factor, ot=self.ot,
-                             directions=self.directions)
+                             directions=self.directions, ce_weight=self.ce_weight)
 
 
 class nnUNetTrainerHeatmapMSE(LandmarkHeatmaps, nnUNetTrainer):

@@ -105,7 +105,7 @@ def main(argv=None) -> int:
 
     reference, _ = load_reference(str(work / "nnUNet_raw" / DATASET))
     lines = [f"# python benchmarks/landmark_trainers.py --cases {args.cases} --epochs {args.epochs} --iterations {args.iterations}",
-             f"# cusped phantoms at 4 mm, tiny plans (32^3 patch, 3 stages), fold 0, CPU; errors on the test split (world mm)"]
+             "# cusped phantoms at 4 mm, tiny plans (32^3 patch, 3 stages), fold 0, CPU; errors on the test split (world mm)"]
     errors_by = {}
     for name in args.trainers:
         pred, seconds = train_and_predict(work, name, args.epochs, args.iterations)

@@ -9,7 +9,6 @@ writes tiny plans: about 20 s of CPU.
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest

@@ -14,12 +14,8 @@ from nnunet_tavr.trainers.landmark_losses import (
     gaussian_log_heatmap,
     gaussian_marginals,
     glip_penalty,
-    lattice_slices,
-    project,
-    project_product,
-    sinkhorn_divergence,
-    sliced_w2,
 )
+from nnunet_tavr.trainers.landmark_ot import lattice_slices, project, project_product, sinkhorn_divergence, sliced_w2
 
 #: Both OT distances of the loss: (name, function of log-weights, spacing) -> mm^2
 OT = {

@@ -23,7 +23,7 @@ import numpy as np
 
 from nnunet_tavr.dataset_conversion.scheme import CaseOutput, CaseResult, Scheme
 from nnunet_tavr.errors import Excluded, MissingFile
-from nnunet_tavr.geometry import ball, index_to_world
+from nnunet_tavr.geometry import index_to_world
 from nnunet_tavr.label_derivation.hinge import CUSPS, SHORT, HingeParams, derive_hinge_points
 from nnunet_tavr.totalseg import IMAGE_ENDINGS, multilabel_files
 

@@ -93,12 +93,12 @@ def test_translation_changes_the_loss_as_the_formula_says():
         return torch.stack([(w * g).sum() for g in grids])
 
     for ot in OT:
-        s0 = OT[ot](pred, target, spacing, blur_mm=1.5, extra_iterations=10)
-        s1 = OT[ot](pred, moved, spacing, blur_mm=1.5, extra_iterations=10)
+        s0 = OT[ot](pred, target, spacing, blur_mm=3.0, extra_iterations=3)
+        s1 = OT[ot](pred, moved, spacing, blur_mm=3.0, extra_iterations=3)
         expected = float(s0) + float(t @ t) + 2 * float((mean(target) - mean(pred)) @ t)
         assert float(s1) == pytest.approx(expected, rel=2e-3, abs=2e-3), ot
         # a prediction equal to the target moved by t costs |t|^2
-        same = OT[ot](target, moved, spacing, blur_mm=1.5, extra_iterations=10)
+        same = OT[ot](target, moved, spacing, blur_mm=3.0, extra_iterations=3)
         assert float(same) == pytest.approx(float(t @ t), rel=2e-3), ot
 
 

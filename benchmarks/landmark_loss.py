@@ -5,7 +5,8 @@ channel), float32, on the CPU with one thread (this machine has no GPU; see the 
 note). Per loss: the best CPU time (``time.process_time``) of ``--repeats`` forward + backward passes.
 Candidates, as ``HeatmapOTLoss`` options:
 
-- ``sliced/faces`` (the default): exact sliced W2^2 over the axes and the face diagonals + GLiP;
+- ``sliced/faces`` (the default): exact sliced W2^2 over the axes and the face diagonals + GLiP +
+  the channel cross-entropy anchor; also without the anchor, and the OT alone;
 - ``sliced/axes``, ``sliced/lattice`` (adds the 4 body diagonals), and ``sliced/faces`` without GLiP;
 - ``sinkhorn``: the debiased Sinkhorn divergence (separable log-domain kernel; smallest size only,
   it is two orders of magnitude slower on a CPU);
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
         output = torch.randn(args.batch, 4, *shape, requires_grad=True)
         seg = torch.randint(0, 4, (args.batch, 1, *shape))
         target = torch.zeros(args.batch, 13, *shape)
-        target[:, 0] = seg[:, 0]
+        target[:, 0] = seg[:, 0].float()
         target[:, 1::4] = 1.0
         for k in range(3):
             target[:, 2 + k::4] = 0.3 + 0.2 * k
@@ -71,8 +72,9 @@ def main(argv=None) -> int:
         base = timed(dcce, output, seg, args.repeats)
         print(f"{n}^3: DC_and_CE {base * 1000:.1f} ms")
         candidates = {
-            "sliced/faces + GLiP (default)": HeatmapOTLoss(3, spacing, shape),
-            "sliced/faces, no GLiP": HeatmapOTLoss(3, spacing, shape, glip_weight=0.0),
+            "sliced/faces + GLiP + CE (default)": HeatmapOTLoss(3, spacing, shape),
+            "sliced/faces + GLiP, no CE anchor": HeatmapOTLoss(3, spacing, shape, ce_weight=0.0),
+            "sliced/faces alone": HeatmapOTLoss(3, spacing, shape, glip_weight=0.0, ce_weight=0.0),
             "sliced/axes + GLiP": HeatmapOTLoss(3, spacing, shape, directions="axes"),
             "sliced/lattice + GLiP": HeatmapOTLoss(3, spacing, shape, directions="lattice"),
             "mse (baseline)": HeatmapMSELoss(3, spacing, shape),

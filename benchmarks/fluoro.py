@@ -90,7 +90,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from nnunet_tavr.carm import world_to_array
+    from nnunet_tavr.geometry import world_to_array
     from nnunet_tavr.fluoro.anatomy import prepare_case
     from nnunet_tavr.fluoro.projector import project
     from nnunet_tavr.fluoro.render import RenderSettings, upsample_bicubic, frame_projection, render_frame, sample_frame

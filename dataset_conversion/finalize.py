@@ -75,6 +75,7 @@ def finalize(folder: Path, cases, options) -> dict:
     _place(folder, sorted(kept), test, ending)
     write_dataset_json(folder, options, num_training=len(kept) - len(test), num_test=len(test))
     write_manifest(folder, records, split_of, scheme)
+    scheme.dataset_files(folder, [r for r in records if r["kept"]], split_of)
     try:  # a figure must not fail the dataset
         scheme.dataset_figures(folder, [r for r in records if r["kept"]])
     except Exception as exc:

@@ -13,6 +13,7 @@ scheme      dataset                                                 module
 ``tavr``    the paper's 7 TAVR classes derived by rule (default 301) :mod:`.schemes.tavr`
 ``import``  CT + an existing label map + a label mapping (JSON)    :mod:`.schemes.imported`
 ``fluoro``  2-D angiography frames of ``nnunet-tavr fluoro``        :mod:`.schemes.fluoro`
+``hinge``   aortic-valve hinge points as labelled spheres (315)     :mod:`.schemes.hinge`
 =========== ====================================================== ==================================
 
 Adding a dataset is adding a scheme: a subclass with its class attributes and ``convert_case``,
@@ -37,6 +38,7 @@ SCHEMES: dict[str, str] = {
     "tavr": "nnunet_tavr.dataset_conversion.schemes.tavr:TavrScheme",
     "import": "nnunet_tavr.dataset_conversion.schemes.imported:ImportScheme",
     "fluoro": "nnunet_tavr.dataset_conversion.schemes.fluoro:FluoroScheme",
+    "hinge": "nnunet_tavr.dataset_conversion.schemes.hinge:HingeScheme",
 }
 
 
@@ -133,6 +135,11 @@ class Scheme:
         rules do not apply to is a :class:`CaseResult` with ``excluded`` set.
         """
         raise NotImplementedError
+
+    def dataset_files(self, folder: Path, records: list[dict], split_of: dict[str, str]) -> None:
+        """Dataset-level files next to ``dataset.json`` from the kept cases' records (optional;
+        e.g. ``landmarks.json``). ``split_of``: nnU-Net case -> ``train`` / ``val`` / ``test``.
+        Unlike the figures, a failure here fails the conversion."""
 
     def dataset_figures(self, folder: Path, records: list[dict]) -> None:
         """Dataset-level QC figures into ``folder/qc`` from the kept cases' records (optional)."""

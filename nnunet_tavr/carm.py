@@ -6,8 +6,8 @@ figure ``docs/figures/carm_conventions.png``):
 
 World frame
     The patient's **LPS** frame, as DICOM and SimpleITK store it: +x to the patient's **left**,
-    +y **posterior**, +z **superior** (head), in mm. :func:`array_to_world` and
-    :func:`world_to_array` convert from and to the arrays' physical frame of
+    +y **posterior**, +z **superior** (head), in mm. :func:`nnunet_tavr.geometry.array_to_world` and
+    :func:`~nnunet_tavr.geometry.world_to_array` convert from and to the arrays' physical frame of
     :mod:`nnunet_tavr.geometry` ((z, y, x) mm, ``index * spacing``) with the image's origin and
     direction (:class:`nnunet_tavr.io.Geometry`).
 Angulation
@@ -310,41 +310,3 @@ class Projection:
             "magnification": self.magnification, "shape": list(self.shape),
             "projection_matrix": self.matrix.tolist(),
         }
-
-
-# ----------------------------------------------------------------------------------------------
-# the arrays' frame <-> world (LPS)
-
-
-def _direction(geometry) -> tuple[np.ndarray, np.ndarray]:
-    if len(geometry.origin) != 3:
-        raise ValueError(f"a 3-d image geometry is needed, got origin {geometry.origin}")
-    return np.asarray(geometry.origin, float), np.asarray(geometry.direction, float).reshape(3, 3)
-
-
-def array_to_world(points_zyx, geometry) -> np.ndarray:
-    """Points in the arrays' frame ((z, y, x) mm, ``index * spacing``) -> LPS (x, y, z) mm.
-
-    SimpleITK's rule: ``world = origin + D @ (index * spacing)`` with ``D`` the 3x3 direction
-    (columns = the directions of the x, y and z index axes).
-    """
-    origin, d = _direction(geometry)
-    return origin + np.asarray(points_zyx, float)[..., ::-1] @ d.T
-
-
-def world_to_array(points_xyz, geometry) -> np.ndarray:
-    """LPS (x, y, z) mm -> the arrays' frame ((z, y, x) mm)."""
-    origin, d = _direction(geometry)
-    return ((np.asarray(points_xyz, float) - origin) @ np.linalg.inv(d).T)[..., ::-1]
-
-
-def vector_to_world(vectors_zyx, geometry) -> np.ndarray:
-    """Directions in the arrays' frame ((z, y, x)) -> LPS (x, y, z) (no origin)."""
-    _, d = _direction(geometry)
-    return np.asarray(vectors_zyx, float)[..., ::-1] @ d.T
-
-
-def vector_to_array(vectors_xyz, geometry) -> np.ndarray:
-    """LPS directions -> the arrays' frame ((z, y, x))."""
-    _, d = _direction(geometry)
-    return (np.asarray(vectors_xyz, float) @ np.linalg.inv(d).T)[..., ::-1]

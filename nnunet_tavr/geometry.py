@@ -386,3 +386,61 @@ def ball(radius_mm: float, spacing) -> np.ndarray:
 def as_spacing(spacing: float | Sequence[float], ndim: int = 3) -> np.ndarray:
     """A scalar or per-axis voxel size as a float array of ``ndim`` values."""
     return np.broadcast_to(np.asarray(spacing, float), (ndim,)).copy()
+
+
+# ----------------------------------------------------------------------------------------------
+# the arrays' frame <-> world (SimpleITK's physical frame, LPS for DICOM-derived images)
+
+IDENTITY_DIRECTION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+def _origin_direction(geometry) -> tuple[np.ndarray, np.ndarray]:
+    """``geometry.origin`` (x, y, z) and the 3 x 3 direction matrix (columns: the x, y and z index
+    axes' directions, SimpleITK's row-major ``GetDirection()``)."""
+    if len(geometry.origin) != 3:
+        raise ValueError(f"a 3-d image geometry is needed, got origin {geometry.origin}")
+    return np.asarray(geometry.origin, float), np.asarray(geometry.direction, float).reshape(3, 3)
+
+
+def array_to_world(points_zyx, geometry) -> np.ndarray:
+    """Points in the arrays' frame ((z, y, x) mm, ``index * spacing``) -> world (x, y, z) mm.
+
+    SimpleITK's rule, ``world = origin + D @ (index_xyz * spacing_xyz)``; ``geometry`` is any
+    object with ``origin`` and ``direction`` (:class:`nnunet_tavr.io.Geometry`).
+    """
+    origin, d = _origin_direction(geometry)
+    return origin + np.asarray(points_zyx, float)[..., ::-1] @ d.T
+
+
+def world_to_array(points_xyz, geometry) -> np.ndarray:
+    """World (x, y, z) mm -> the arrays' frame ((z, y, x) mm); inverse of :func:`array_to_world`."""
+    origin, d = _origin_direction(geometry)
+    return ((np.asarray(points_xyz, float) - origin) @ np.linalg.inv(d).T)[..., ::-1]
+
+
+def vector_to_world(vectors_zyx, geometry) -> np.ndarray:
+    """Directions in the arrays' frame ((z, y, x)) -> world (x, y, z) (rotation only, no origin)."""
+    _, d = _origin_direction(geometry)
+    return np.asarray(vectors_zyx, float)[..., ::-1] @ d.T
+
+
+def vector_to_array(vectors_xyz, geometry) -> np.ndarray:
+    """World directions (x, y, z) -> the arrays' frame ((z, y, x))."""
+    _, d = _origin_direction(geometry)
+    return (np.asarray(vectors_xyz, float) @ np.linalg.inv(d).T)[..., ::-1]
+
+
+class _Grid:
+    def __init__(self, origin, direction):
+        self.origin, self.direction = tuple(origin), tuple(direction)
+
+
+def index_to_world(index_zyx, spacing, origin_xyz=(0.0, 0.0, 0.0), direction=IDENTITY_DIRECTION) -> np.ndarray:
+    """Continuous voxel indices ``(..., 3)`` in (z, y, x) -> world points ``(..., 3)`` in (x, y, z)
+    mm (:func:`array_to_world` of ``index * spacing``, ``spacing`` per array axis)."""
+    return array_to_world(np.asarray(index_zyx, float) * as_spacing(spacing), _Grid(origin_xyz, direction))
+
+
+def world_to_index(world_xyz, spacing, origin_xyz=(0.0, 0.0, 0.0), direction=IDENTITY_DIRECTION) -> np.ndarray:
+    """Inverse of :func:`index_to_world`: world points (x, y, z) mm -> continuous (z, y, x) indices."""
+    return world_to_array(world_xyz, _Grid(origin_xyz, direction)) / as_spacing(spacing)

@@ -66,6 +66,10 @@ COLOURS: dict[str, tuple[float, float, float]] = {
     "iliac_artery_left": (0.10, 0.80, 0.80),
     "iliac_artery_right": (0.10, 0.55, 0.30),
     "calcium": (1.00, 0.15, 0.85),  # magenta: stands out on grey CT and on every class above
+    # hinge points (scheme hinge): right, left and non-coronary cusp
+    "RCC": (0.95, 0.25, 0.25),
+    "LCC": (0.25, 0.55, 1.00),
+    "NCC": (1.00, 0.80, 0.10),
 }
 
 #: Colour of a class this table does not know (a user's own label map).

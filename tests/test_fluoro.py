@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from nnunet_tavr.carm import array_to_world
+from nnunet_tavr.geometry import array_to_world
 from nnunet_tavr.fluoro.anatomy import prepare_case
 from nnunet_tavr.fluoro.render import RenderSettings, frame_projection, render_frame, sample_frame
 from nnunet_tavr.io import Geometry
@@ -184,7 +184,8 @@ def test_cli_derives_labels_excludes_chestless_and_refuses_non_tavr(tmp_path, ca
 def test_hinge_points_give_the_three_cusp_reference_and_place_the_pigtail(tmp_path, phantom, anatomy):
     """With hinge points the frames are sampled around the three-cusp view and the pigtail rests
     by the non-coronary nadir; the CLI reads them from a folder of <case>.json."""
-    from nnunet_tavr.carm import cusp_views, world_to_array
+    from nnunet_tavr.carm import cusp_views
+    from nnunet_tavr.geometry import world_to_array
     from nnunet_tavr.cli import main
     from nnunet_tavr.fluoro.render import reference_view
 
@@ -193,19 +194,19 @@ def test_hinge_points_give_the_three_cusp_reference_and_place_the_pigtail(tmp_pa
     e1 /= np.linalg.norm(e1)
     e2 = np.cross(n, e1)
     hinges = {k: array_to_world(c + 0.9 * anatomy.annulus_radius_mm * (np.cos(a) * e1 + np.sin(a) * e2), anatomy.geometry).tolist()
-              for k, a in zip(("right", "left", "non"), np.radians([90.0, 210.0, 330.0]))}
+              for k, a in zip(("RCC", "LCC", "NCC"), np.radians([90.0, 210.0, 330.0]))}
     with_hinges = prepare_case("s3", phantom.ct, phantom.labels, phantom.geometry, hinge_points_world=hinges)
     view, why = reference_view(with_hinges)
     assert "three-cusp" in why
-    expected = cusp_views(hinges["right"], hinges["left"], hinges["non"]).three_cusp
+    expected = cusp_views(hinges["RCC"], hinges["LCC"], hinges["NCC"]).three_cusp
     assert (view.primary, view.secondary) == pytest.approx((expected.primary, expected.secondary))
-    nadir = world_to_array(np.asarray(hinges["non"]), anatomy.geometry)
+    nadir = world_to_array(np.asarray(hinges["NCC"]), anatomy.geometry)
     assert np.linalg.norm(with_hinges.sinus_point - nadir) < 0.4 * anatomy.annulus_radius_mm + 5.0
     assert "hinge points" in with_hinges.sinus_rule
 
     folder = _write_nnunet_dataset(tmp_path, {"case_a": phantom})
     (tmp_path / "hinges").mkdir()
-    (tmp_path / "hinges" / "case_a.json").write_text(json.dumps({"rcc": hinges["right"], "lcc": hinges["left"], "ncc": hinges["non"]}))
+    (tmp_path / "hinges" / "case_a.json").write_text(json.dumps({"rcc": hinges["RCC"], "lcc": hinges["LCC"], "ncc": hinges["NCC"]}))
     out = tmp_path / "frames"
     assert main(["fluoro", str(folder), "-o", str(out), "--frames", "1", "--matrix", "48", "--pixel-mm", "3",
                  "--hinge-points", str(tmp_path / "hinges"), "--quiet", "--no-preview"]) == 0

@@ -170,3 +170,20 @@ def test_polylines():
     np.testing.assert_allclose(np.linalg.norm(np.diff(out, axis=0), axis=1)[:10], 1.0)
     line = np.stack([np.zeros(30), np.arange(30.0), 2 * np.arange(30.0)], 1)
     np.testing.assert_allclose(smooth_polyline(line, 3.0), line, atol=1e-9)  # straight stays straight
+
+
+def test_index_world_round_trip_matches_simpleitk():
+    import SimpleITK as sitk
+
+    from nnunet_tavr.geometry import index_to_world, world_to_index
+
+    image = sitk.Image(7, 6, 5, sitk.sitkUInt8)  # x, y, z sizes
+    image.SetSpacing((0.7, 0.8, 2.5))
+    image.SetOrigin((-10.0, 4.0, 33.0))
+    direction = (0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+    image.SetDirection(direction)
+    index_zyx = np.array([3.25, 1.5, 4.0])
+    expected = image.TransformContinuousIndexToPhysicalPoint(tuple(index_zyx[::-1].tolist()))
+    world = index_to_world(index_zyx, (2.5, 0.8, 0.7), image.GetOrigin(), direction)
+    np.testing.assert_allclose(world, expected, atol=1e-9)
+    np.testing.assert_allclose(world_to_index(world, (2.5, 0.8, 0.7), image.GetOrigin(), direction), index_zyx, atol=1e-9)

@@ -63,10 +63,10 @@ def test_hinge_point_views_and_missing_annulus():
     e1 = np.cross(n, [0.0, 0.0, 1.0])
     e1 /= np.linalg.norm(e1)
     e2 = np.cross(n, e1)
-    from nnunet_tavr.carm import array_to_world
+    from nnunet_tavr.geometry import array_to_world
 
     points = {k: array_to_world(centre + 11.0 * (np.cos(a) * e1 + np.sin(a) * e2), phantom.geometry)
-              for k, a in zip(("right", "left", "non"), np.radians([200.0, 320.0, 80.0]))}
+              for k, a in zip(("RCC", "LCC", "NCC"), np.radians([200.0, 320.0, 80.0]))}
     section = measure_views(annulus, phantom.geometry, points)
     assert section.get("hinge_plane_angle") < 0.5  # the points lie in the measured plane
     for key in ("three_cusp", "cusp_overlap"):
@@ -84,7 +84,7 @@ def test_measure_cli_writes_views_figure_and_reads_hinge_points(tmp_path):
     seg = write_array(phantom.labels, phantom.geometry, tmp_path / "case_a.nii.gz")
     hinges = tmp_path / "hinges.json"
     centre = np.asarray(phantom.truth["annulus_center_mm"])
-    from nnunet_tavr.carm import array_to_world
+    from nnunet_tavr.geometry import array_to_world
 
     n = np.asarray(phantom.truth["annulus_normal"])
     e1 = np.cross(n, [0.0, 1.0, 0.0])

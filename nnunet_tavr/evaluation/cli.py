@@ -13,7 +13,11 @@ Distances are in mm from the images' spacing (2-D frames: their pixel size at th
 --group-by patient makes the patient the unit (seed 002): each patient's cases are averaged first
 (per_patient.csv) and CIs and tests run over patients; the report says how many patients and frames.
 
+With --landmarks (datasets of the hinge scheme) the same predictions are also compared on their
+per-case mean landmark error in mm (landmarks_report.md: bootstrap CIs, paired Wilcoxon + Holm).
+
 Example:
+  nnunet-tavr compare -d 315 -c 3d_fullres -tr nnUNetTrainer nnUNetTrainerHeatmapOT --landmarks -o cmp_hinge/
   nnunet-tavr compare -d 301 -c 3d_fullres -tr nnUNetTrainer nnUNetTrainerFocalSR -o cmp/
 """
 
@@ -56,6 +60,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preprocessed", type=Path, help="nnU-Net preprocessed folder (default: $nnUNet_preprocessed)")
     parser.add_argument("--results", type=Path, help="nnU-Net results folder (default: $nnUNet_results)")
     parser.add_argument("--no-cache", action="store_true", help="recompute every case")
+    parser.add_argument("--landmarks", action="store_true",
+                        help="also compare landmark errors (datasets of the hinge scheme: per-case mean error in mm against landmarks.json; "
+                        "heatmap trainers need their validation probabilities, nnUNetv2_train --npz); writes landmarks_report.md")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -128,6 +135,12 @@ def main(args: argparse.Namespace) -> int:
         out, frame, args.trainers, classes, inventory.gaps, settings,
         confidence=args.confidence, n_resamples=args.bootstrap, seed=args.seed, alpha=args.alpha, cases=cases,
     )
+    if getattr(args, "landmarks", False):
+        from nnunet_tavr.landmarks.compare import compare_landmarks
+
+        compare_landmarks(info, inventory.jobs, args.trainers, out, confidence=args.confidence, n_resamples=args.bootstrap,
+                          seed=args.seed, alpha=args.alpha)
+        print(f"landmark errors: {out / 'landmarks_report.md'}")
     n_cases = len(inventory.jobs) - len(failures)
     print(f"{n_cases} case(s) evaluated, {len(inventory.gaps)} gap(s); report: {out / 'report.md'}")
     for gap in inventory.gaps:

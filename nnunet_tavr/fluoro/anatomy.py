@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nnunet_tavr.carm import array_to_world, vector_to_array, vector_to_world
+from nnunet_tavr.geometry import array_to_world, vector_to_array, vector_to_world
 from nnunet_tavr.fluoro.projector import Volume
 from nnunet_tavr.errors import Excluded
 from nnunet_tavr.geometry import DegeneratePlane, bounding_box, fit_plane, grow_box, resample_polyline, smooth_polyline, unit
@@ -205,7 +205,7 @@ def sinus_point_rule(centre, normal, radius_mm: float, geometry: Geometry) -> np
 def sinus_point_from_hinges(non_coronary_world, centre, normal, geometry: Geometry) -> np.ndarray:
     """The pigtail's resting point from the non-coronary nadir (LPS): 4 mm above it, 30 % of the
     way towards the annulus centre (arrays' frame, mm)."""
-    from nnunet_tavr.carm import world_to_array
+    from nnunet_tavr.geometry import world_to_array
 
     nadir = world_to_array(np.asarray(non_coronary_world, float), geometry)
     return nadir + 0.3 * (np.asarray(centre) - nadir) + SINUS_HEIGHT_MM * np.asarray(normal)
@@ -242,7 +242,7 @@ def prepare_case(case: str, ct: np.ndarray, labelmap: np.ndarray, geometry: Geom
     geometry : Geometry
         The grid (spacing, origin, direction) of both.
     hinge_points_world : dict, optional
-        ``{"right": xyz, "left": xyz, "non": xyz}`` cusp nadirs in LPS mm.
+        ``{"RCC": xyz, "LCC": xyz, "NCC": xyz}`` cusp nadirs, world (LPS) mm (:mod:`nnunet_tavr.hinge_points`).
 
     Raises
     ------
@@ -272,8 +272,8 @@ def prepare_case(case: str, ct: np.ndarray, labelmap: np.ndarray, geometry: Geom
     coarse = _coarse_extras(labelmap, labels, outer, ramp * outer, dbox, spacing)
 
     notes = []
-    if hinge_points_world and "non" in hinge_points_world:
-        sinus = sinus_point_from_hinges(hinge_points_world["non"], centre, normal, geometry)
+    if hinge_points_world and "NCC" in hinge_points_world:
+        sinus = sinus_point_from_hinges(hinge_points_world["NCC"], centre, normal, geometry)
         rule = "hinge points: 4 mm above the non-coronary nadir, 30 % towards the annulus centre"
     else:
         sinus = sinus_point_rule(centre, normal, radius, geometry)

@@ -14,7 +14,7 @@ the renderer uses for the projected label: a pixel is inside when its ray meets 
 iso-surface.
 
 Points and the volume are in the arrays' physical frame ((z, y, x) mm, ``index * spacing``); the
-callers convert from the C-arm's world frame with :func:`nnunet_tavr.carm.world_to_array`.
+callers convert from the C-arm's world frame with :func:`nnunet_tavr.geometry.world_to_array`.
 """
 
 from __future__ import annotations

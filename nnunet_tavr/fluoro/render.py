@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from nnunet_tavr.carm import Angulation, Projection, SOURCE_ISOCENTRE_MM, cusp_views, nearest_to_ap, off_plane_deg, s_curve, world_to_array
+from nnunet_tavr.carm import Angulation, Projection, SOURCE_ISOCENTRE_MM, cusp_views, nearest_to_ap, off_plane_deg, s_curve
+from nnunet_tavr.geometry import array_to_world, world_to_array
 from nnunet_tavr.fluoro.anatomy import MU_WATER, CaseAnatomy
 from nnunet_tavr.fluoro.projector import project
 
@@ -95,8 +96,8 @@ def reference_view(anatomy: CaseAnatomy) -> tuple[Angulation, str]:
     """The case's coplanar view the frames are sampled around: the three-cusp view when hinge points
     exist, else the S-curve angulation nearest to AP."""
     hinges = anatomy.hinge_points_world
-    if hinges and all(k in hinges for k in ("right", "left", "non")):
-        return cusp_views(hinges["right"], hinges["left"], hinges["non"]).three_cusp, "three-cusp view (hinge points)"
+    if hinges and all(k in hinges for k in ("RCC", "LCC", "NCC")):
+        return cusp_views(hinges["RCC"], hinges["LCC"], hinges["NCC"]).three_cusp, "three-cusp view (hinge points)"
     return nearest_to_ap(anatomy.normal_world), "S-curve angulation nearest to AP (no hinge points)"
 
 
@@ -133,8 +134,6 @@ def frame_projection(anatomy: CaseAnatomy, params: FrameParams, settings: Render
 
 def _window(projection: Projection, anatomy: CaseAnatomy, volume, margin: int = 2):
     """Detector rows and columns (slices) covered by the projection of a volume's box, or None."""
-    from nnunet_tavr.carm import array_to_world
-
     lo = volume.origin - 0.5 * anatomy.spacing
     hi = volume.origin + (np.asarray(volume.shape) - 0.5) * anatomy.spacing
     corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])])
@@ -192,7 +191,6 @@ def catheter_integral(anatomy: CaseAnatomy, projection: Projection, mu_per_mm: f
     its ray through a tube of ``radius_mm`` (``2 sqrt(r^2 - d^2) / sin(angle to the axis)``)."""
     from scipy.spatial import cKDTree
 
-    from nnunet_tavr.carm import array_to_world
     from nnunet_tavr.geometry import resample_polyline
 
     out = np.zeros(projection.shape, np.float32)

@@ -94,7 +94,7 @@ def render_case(case, out_dir: Path, settings, anatomy_settings, seed: int, fram
     recorded as excluded (and returned).
     """
     from nnunet_tavr.carm import cusp_views, nearest_to_ap, s_curve
-    from nnunet_tavr.cusps import find_cusp_points
+    from nnunet_tavr import hinge_points
     from nnunet_tavr.errors import Excluded
     from nnunet_tavr.fluoro.anatomy import prepare_case
     from nnunet_tavr.fluoro.cases import load
@@ -115,7 +115,7 @@ def render_case(case, out_dir: Path, settings, anatomy_settings, seed: int, fram
             "labels": "derived from the case's masks" if case.labels_path is None else str(case.labels_path)}
     try:
         ct, labelmap, geometry, values = load(case, derivation)
-        hinges = find_cusp_points(hinge_source, case.case, geometry)
+        hinges = hinge_points.read(hinge_source, case.case, geometry)
         anatomy = prepare_case(case.case, ct, labelmap, geometry, anatomy_settings, values,
                                None if hinges is None else {k: v.tolist() for k, v in hinges.items()})
     except Excluded as exc:
@@ -130,7 +130,7 @@ def render_case(case, out_dir: Path, settings, anatomy_settings, seed: int, fram
     views = {"reference": reference, "nearest_ap": nearest_to_ap(anatomy.normal_world)}
     cusp = None
     if anatomy.hinge_points_world:
-        cusp = cusp_views(*(anatomy.hinge_points_world[k] for k in ("right", "left", "non")))
+        cusp = cusp_views(*(anatomy.hinge_points_world[k] for k in hinge_points.NAMES))
         views.update(three_cusp=cusp.three_cusp, cusp_overlap=cusp.cusp_overlap)
     geometry2d = frame_geometry(settings.shape, settings.pixel_mm)
     entries, images, masks, angles = [], [], [], []

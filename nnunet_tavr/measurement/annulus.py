@@ -46,8 +46,13 @@ MIN_VOXELS = 20
 GAP_MM = 6.0
 
 
-def measure_annulus(labels: np.ndarray, spacing, boxes=None) -> tuple[Section, dict | None]:
+def measure_annulus(labels: np.ndarray, spacing, boxes=None, plane: dict | None = None) -> tuple[Section, dict | None]:
     """Measure the annulus of a TAVR label map.
+
+    With ``plane`` (``centre``, ``normal`` and ``method``: e.g. the plane through the three hinge
+    points, :mod:`nnunet_tavr.measurement.hinge`) the contour and diameters are taken in that plane
+    instead of the fitted one, and ``label_plane_angle`` gives its angle to the least-squares plane
+    of the annulus label; ``plane_used`` says which plane was used either way.
 
     Parameters
     ----------
@@ -99,6 +104,7 @@ def measure_annulus(labels: np.ndarray, spacing, boxes=None) -> tuple[Section, d
     centre, normal, sv = fit.centre, fit.normal, fit.singular_values
     plane_how = "least-squares plane through the annulus voxel centres (SVD)"
     section = Section("annulus")
+    label_fit = None
     if dropped:
         section.notes.append(f"{dropped} annulus voxels in {n_clusters - 1} stray cluster(s) more than {GAP_MM:g} mm away were ignored")
 
@@ -116,13 +122,18 @@ def measure_annulus(labels: np.ndarray, spacing, boxes=None) -> tuple[Section, d
         normal = -normal
     if sv[2] > 0.5 * sv[1]:
         section.notes.append(f"annulus voxels are far from planar (singular values {np.round(sv, 1).tolist()})")
+    if plane is not None:  # a given plane (hinge points): keep the label's fit for the angle only
+        label_fit = normal
+        given = np.asarray(plane["normal"], float)
+        centre, normal = np.asarray(plane["centre"], float), given if np.dot(given, normal) >= 0 else -given
+        plane_how = plane["method"]
 
     # Fine grid in the plane, wide enough for the whole annulus.
     rel = pts - centre
     radial = np.sqrt(np.maximum((rel**2).sum(1) - (rel @ normal) ** 2, 0.0))
     half = radial.max() + 2 * spacing.max() + 2.0
     grid, offsets, crossing, footprint, shadow, bridged = _cast_rays(crop, lo, spacing, centre, normal, half, value)
-    if footprint.sum() >= 0.5 * shadow.sum() and footprint.sum() >= 3:
+    if label_fit is None and footprint.sum() >= 0.5 * shadow.sum() and footprint.sum() >= 3:
         # Refit the plane to the interface points themselves: on thick slices the thin annulus
         # layer is holey in a grid-aligned pattern that tilts the voxel fit by up to ~10 degrees,
         # while the interface is sampled densely by the rays.
@@ -172,7 +183,7 @@ def measure_annulus(labels: np.ndarray, spacing, boxes=None) -> tuple[Section, d
     centre_uv = contour_uv.mean(0)
     plane_centre = grid.origin + interface * normal + centre_uv[0] * grid.e1 + centre_uv[1] * grid.e2
 
-    plane = "in the best-fit annulus plane"
+    plane = "in the best-fit annulus plane" if label_fit is None else "in the plane through the hinge points"
     section.add("area", area, "mm2", f"area enclosed by the annulus contour {plane}; contour = {method}, Gaussian-smoothed (sigma = 0.75 x largest voxel edge), 0.5 iso-line")
     section.add("perimeter", perimeter, "mm", f"length of the annulus contour {plane}")
     section.add("area_diameter", 2 * np.sqrt(area / np.pi), "mm", "2 sqrt(area / pi)")
@@ -183,6 +194,10 @@ def measure_annulus(labels: np.ndarray, spacing, boxes=None) -> tuple[Section, d
     section.add("centre", plane_centre, "mm", "centroid of the contour on the ventricle/aorta interface, (z, y, x) in index * spacing")
     section.add("normal", normal, "1", f"unit normal of the {plane_how}, pointing into the aorta")
     section.add("plane_tilt", angle_deg(normal, (1.0, 0.0, 0.0), oriented=False), "deg", "angle between the annulus normal and the array z axis")
+    section.add("plane_used", "hinge_points" if label_fit is not None else "annulus_label", "", plane_how)
+    if label_fit is not None:
+        section.add("label_plane_angle", angle_deg(normal, label_fit, oriented=False), "deg",
+                    "angle between the hinge-point plane and the least-squares plane of the annulus label voxels")
     max_ends = where["max_ends"]
     min_dir = where["min_dir"]
     proj = contour_uv @ min_dir

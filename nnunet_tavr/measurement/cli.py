@@ -7,6 +7,11 @@ position and the centreline length of each iliac artery, and the volume of every
 (volume, components, largest component and a density-weighted score per region; the annular/LVOT
 calcium by sector) from the segmentation's calcium label 8, or found by rule in the CT (--ct).
 
+With hinge points (``--hinge-points JSON`` or ``--cusps DIR``) the annulus is measured in the plane
+through the three hinge points (the clinical virtual basal ring), with the angle between that plane
+and the least-squares plane of the annulus label and a hinge_points section (per-cusp positions);
+without them in the label's own plane. ``annulus.plane_used`` says which.
+
 Writes OUT_DIR/measurements.json (every value with unit and method; missing structures with the
 reason) and OUT_DIR/measurements.png; the annulus plane's C-arm S-curve (and, with --hinge-points,
 the three-cusp and cusp-overlap views) is the carm_views section, drawn in OUT_DIR/s_curve.png.  SEG may also be a folder of segmentations (e.g. an
@@ -38,8 +43,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ct", type=Path, help="CT of the case (shown under the annulus contour); a folder when SEG is a folder (CASE_0000.nii.gz or CASE.nii.gz)")
     parser.add_argument("--height", type=float_range(*HEIGHT_RANGE_MM), default=40.0, metavar="MM",
                         help=f"height above the annulus (centreline arc length, {HEIGHT_RANGE_MM[0]:g}-{HEIGHT_RANGE_MM[1]:g} mm) of the ascending-aorta diameter (default 40)")
-    parser.add_argument("--hinge-points", type=Path, metavar="PATH", help="cusp hinge points (JSON, LPS mm; a folder of CASE.json when SEG is a folder): "
-                        "adds the three-cusp and cusp-overlap C-arm views to the S-curve")
+    parser.add_argument("--hinge-points", type=Path, metavar="JSON", help="hinge points (RCC, LCC, NCC; world mm): a landmarks.json of 'nnunet-tavr landmarks' or of the hinge scheme, or a phantom truth.json; the annulus is then measured in their plane")
+    parser.add_argument("--cusps", type=Path, metavar="DIR", help="TotalSegmentator aortic_sinuses masks of the case (a folder of CASE subfolders when SEG is a folder): hinge points derived from them")
     parser.add_argument("--calcium", choices=("auto", "labels", "rule", "off"), default="auto",
                         help="calcium section: 'labels' = the segmentation's calcium label 8, 'rule' = found in the CT (--ct) "
                              "by the contrast-adaptive rule, 'auto' (default) = the label if present, else the rule when --ct is given")
@@ -60,8 +65,32 @@ def find_ct(ct: Path | None, case: str) -> Path | None:
     return find_image(ct, f"{case}_0000") or find_image(ct, case)
 
 
+def case_hinge_points(case: str, geometry, hinge_json: Path | None, cusps: Path | None, many: bool):
+    """``(points, source)`` of a case from ``--hinge-points`` or ``--cusps``, or ``(None, reason)``."""
+    from nnunet_tavr import hinge_points
+    from nnunet_tavr.measurement.hinge import derive_from_cusps
+
+    if hinge_json is not None:
+        points = hinge_points.read(hinge_json, case, geometry)
+        if points is None:
+            return None, f"no hinge points for case {case} in {hinge_json}"
+        return hinge_points.to_array_frame(points, geometry), f"given: {hinge_json}"
+    if cusps is not None:
+        folder = cusps / case if many else cusps
+        if not folder.is_dir():
+            return None, f"no cusp masks folder {folder}"
+        from nnunet_tavr.errors import Excluded
+
+        try:
+            return derive_from_cusps(folder, case, geometry), f"derived from the cusp masks in {folder}"
+        except Excluded as exc:  # no usable cusp masks: the label's plane, and the record says why
+            return None, f"hinge points not derived from {folder}: {exc.code}: {exc.message}"
+    return None, "no hinge points given"
+
+
 def measure_file(seg: Path, out_dir: Path, ct: Path | None = None, height_mm: float = 40.0, figure: bool = True,
-                 hinge_points=None, calcium: str = "auto", calcium_params=None):
+                 hinge_json: Path | None = None, cusps: Path | None = None, many: bool = False,
+                 calcium: str = "auto", calcium_params=None):
     """Measure one segmentation file; write ``measurements.json`` (and ``.png``) into ``out_dir``."""
     import numpy as np
 
@@ -86,12 +115,14 @@ def measure_file(seg: Path, out_dir: Path, ct: Path | None = None, height_mm: fl
             raise InputError(f"case {case}: CT {ct} does not match the segmentation {seg}: {problem}")
     if calcium == "rule" and ct_array is None:
         raise InputError(f"case {case}: --calcium rule needs the CT (--ct)")
+    hinge, source = case_hinge_points(case, geometry, hinge_json, cusps, many)
     record = measure_tavr(labels, geometry.spacing, case=case, ascending_height_mm=height_mm, ct=ct_array,
-                          calcium=calcium, calcium_params=calcium_params)
-    from nnunet_tavr.cusps import find_cusp_points
+                          calcium=calcium, calcium_params=calcium_params, hinge_points=hinge, hinge_source=source)
+    if hinge is None and (hinge_json is not None or cusps is not None):
+        record.sections["annulus"].notes.append(f"annulus plane: least-squares plane of the label ({source})")
     from nnunet_tavr.measurement.views import measure_views, plot_views
 
-    record.add(measure_views(record["annulus"], geometry, find_cusp_points(hinge_points, case, geometry)))
+    record.add(measure_views(record["annulus"], geometry, hinge_points_world(hinge, geometry)))
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = record.to_json()
     payload["source"] = {"segmentation": str(seg), "ct": None if ct is None else str(ct), "origin": list(geometry.origin), "direction": list(geometry.direction)}
@@ -117,7 +148,10 @@ def main(args: argparse.Namespace) -> int:
 
     seg: Path = check_input(args.seg, "SEG", "any")
     check_input(args.ct, "--ct", "any")
-    check_input(args.hinge_points, "--hinge-points", "any")
+    check_input(args.hinge_points, "--hinge-points", "file")
+    check_input(args.cusps, "--cusps", "folder")
+    if args.hinge_points is not None and args.cusps is not None:
+        raise UsageError("--hinge-points and --cusps both give hinge points: use one")
     if seg.is_dir():
         files = list_images(seg)
         if not files:
@@ -126,7 +160,7 @@ def main(args: argparse.Namespace) -> int:
             raise UsageError(f"SEG is a folder, so --ct must be a folder too: {args.ct}")
     else:
         files = [seg]
-    check_output_dir(args.out, inputs=[seg, args.ct])
+    check_output_dir(args.out, inputs=[seg, args.ct, args.cusps])
     calcium_params = None
     if args.calcium_threshold is not None:
         from nnunet_tavr.label_derivation.calcium import CalciumParams
@@ -145,7 +179,7 @@ def main(args: argparse.Namespace) -> int:
             ct = find_ct(args.ct, case)
             if args.ct is not None and ct is None:
                 tqdm.write(f"warning: case {case}: no CT in {args.ct}; figure shows the labels")
-            record = measure_file(path, out_dir, ct, args.height, not args.no_figure, args.hinge_points,
+            record = measure_file(path, out_dir, ct, args.height, not args.no_figure, args.hinge_points, args.cusps, seg.is_dir(),
                                   args.calcium, calcium_params)
         except InputError as exc:
             if len(files) == 1:
@@ -196,3 +230,12 @@ def _print_summary(record, out_dir: Path) -> None:
         parts = [f"{k} {v.value:.1f} {v.unit}" for k, v in section.values.items() if hasattr(v, "unit") and isinstance(v.value, float) and v.unit != "1"]
         print(f"{name}: " + ", ".join(parts))
     print(f"wrote {out_dir / 'measurements.json'}" + ("" if not (out_dir / "measurements.png").is_file() else f" and {out_dir / 'measurements.png'}"))
+
+
+def hinge_points_world(points: dict | None, geometry) -> dict | None:
+    """Hinge points of the arrays' frame as world (LPS) points, for the C-arm views."""
+    if points is None:
+        return None
+    from nnunet_tavr.hinge_points import to_world
+
+    return to_world(points, geometry)

@@ -37,7 +37,8 @@ def label_volumes(labels: np.ndarray, spacing, boxes=None) -> Section:
 
 
 def measure_tavr(labels: np.ndarray, spacing, case: str = "case", ascending_height_mm: float = 40.0, ct: np.ndarray | None = None,
-                 calcium: str = "auto", calcium_params=None, cusps=None, hinge_points=None) -> MeasurementRecord:
+                 calcium: str = "auto", calcium_params=None, cusps=None, hinge_points: dict | None = None,
+                 hinge_source: str = "") -> MeasurementRecord:
     """Measure annulus, aortic root, ascending aorta, iliac access and label volumes.
 
     Parameters
@@ -59,6 +60,10 @@ def measure_tavr(labels: np.ndarray, spacing, case: str = "case", ascending_heig
         label (8) if present, else the rule on ``ct``, else no section.
     calcium_params, cusps, hinge_points
         See :func:`nnunet_tavr.measurement.calcium.measure_calcium`.
+    hinge_points : dict, optional
+        ``RCC``, ``LCC``, ``NCC`` -> mm point (arrays' frame): the annulus is then measured in the
+        plane through them (:mod:`nnunet_tavr.measurement.hinge`), a ``hinge_points`` section is
+        added (``hinge_source`` says where they came from) and calcium is reported per cusp.
 
     Returns
     -------
@@ -77,8 +82,17 @@ def measure_tavr(labels: np.ndarray, spacing, case: str = "case", ascending_heig
     labels = _anatomy(labels)  # calcium voxels (label 8) count as the structure they lie on
     boxes = ndimage.find_objects(labels)
 
-    annulus, plane = measure_annulus(labels, spacing, boxes)
+    given = None
+    if hinge_points is not None:
+        from nnunet_tavr.measurement.hinge import hinge_plane
+
+        given = hinge_plane(hinge_points)
+    annulus, plane = measure_annulus(labels, spacing, boxes, plane=given)
     record.add(annulus)
+    if hinge_points is not None:
+        from nnunet_tavr.measurement.hinge import hinge_section
+
+        record.add(hinge_section(hinge_points, annulus, hinge_source))
     if plane is None:
         reason = f"needs the annulus plane; annulus missing: {annulus.missing}"
         record.add(Section.absent("aortic_root", reason))

@@ -40,7 +40,7 @@ def measure_views(annulus: Section, geometry, hinge_points: dict | None = None) 
     geometry : nnunet_tavr.io.Geometry
         The segmentation's grid (origin and direction give the LPS frame).
     hinge_points : dict, optional
-        ``{"right", "left", "non"}`` cusp nadirs, LPS mm (:mod:`nnunet_tavr.cusps`).
+        ``{"RCC", "LCC", "NCC"}`` cusp nadirs, world (LPS) mm (:mod:`nnunet_tavr.hinge_points`).
     """
     if not annulus.ok:
         return Section.absent("carm_views", f"needs the annulus plane; annulus missing: {annulus.missing}")
@@ -57,7 +57,7 @@ def measure_views(annulus: Section, geometry, hinge_points: dict | None = None) 
     section.add("en_face_primary", face.primary, "deg", "view along the annulus normal, detector in front")
     section.add("en_face_secondary", face.secondary, "deg", "view along the annulus normal, detector in front")
     if hinge_points:
-        views = cusp_views(hinge_points["right"], hinge_points["left"], hinge_points["non"])
+        views = cusp_views(hinge_points["RCC"], hinge_points["LCC"], hinge_points["NCC"])
         for key, view, how in (("three_cusp", views.three_cusp, "right cusp midway between left and non-coronary"),
                                ("cusp_overlap", views.cusp_overlap, "right and left cusps superimposed")):
             section.add(f"{key}_primary", view.primary, "deg", f"{how}: view along the hinge plane")

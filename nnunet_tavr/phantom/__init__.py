@@ -20,6 +20,12 @@ plaques on the valve, annulus, LVOT, aortic root, aorta and iliac arteries, list
 Arrays are (z, y, x) with z pointing superior, y posterior and x to the patient's left; all truth
 coordinates are in the arrays' physical frame (index * spacing, mm, (z, y, x) order).
 
+With ``--cusps`` the root has three sinus lobes (RCC, LCC, NCC) and ``truth.json`` their hinge points
+and commissures (``index_zyx``, ``world_xyz_mm`` in SimpleITK's physical frame, and ``mm``); with
+``--aortic-sinuses`` each subject also has TotalSegmentator's ``aortic_sinuses`` masks
+(``right_coronary_cusp``, ``left_coronary_cusp``, ``non_coronary_cusp``,
+``left_ventricular_outflow_tract``) in ``segmentations/``.
+
 Package structure
 -----------------
 Each structure is a builder: a function that paints its masks on the subject's grid and returns a
@@ -33,7 +39,8 @@ contributes to ``truth.json``, and auxiliary arrays for the builders and rules a
 - ``structure``: the ``Structure`` record and the mask names (checked against
   :mod:`nnunet_tavr.totalseg`).
 - builders: ``aorta`` (arch, descending and abdominal aorta), ``root`` (root and ascending tube:
-  elliptic annulus, sinus, STJ), ``ventricle`` (LV and myocardium), ``iliacs``, ``fov`` (chest-less
+  elliptic annulus, sinus, STJ), ``cusps`` (opt-in: sinus lobes, hinge points, commissures, the
+  ``aortic_sinuses`` masks; generator id 3), ``ventricle`` (LV and myocardium), ``iliacs``, ``fov`` (chest-less
   or pelvis-less field of view), ``background`` (air, body, lungs, spine, noise and the CT
   intensities of every structure), ``calcium`` (opt-in: nodules, plaques and the contrast they
   are judged against; own generator, builder id 18).

@@ -26,6 +26,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shape", type=at_least(16), nargs=3, metavar=("Z", "Y", "X"), default=(200, 160, 160), help="voxels per subject (default 200 160 160)")
     parser.add_argument("--spacing", type=float_range(0.3, 10.0), nargs="+", default=[1.5], metavar="MM", help="voxel size in mm, 0.3-10: one value, or three (z y x) (default 1.5)")
     parser.add_argument("--no-heart", type=at_least(0), nargs="*", default=[], metavar="I", help="subject indices without heart (chest-less scans)")
+    parser.add_argument("--cusps", action="store_true", help="three aortic cusps (RCC, LCC, NCC) with hinge points and commissures in truth.json")
+    parser.add_argument("--aortic-sinuses", action="store_true", help="also write TotalSegmentator's aortic_sinuses masks (cusps + LVOT); implies --cusps")
     parser.add_argument("--no-iliacs", type=at_least(0), nargs="*", default=[], metavar="I", help="subject indices without iliac arteries")
     parser.add_argument("--calcium", action="store_true", help="calcified nodules and plaques (valve, annulus, LVOT, root, aorta, iliacs) and a contrast lumen of 200-550 HU; true voxels in calcium_truth.nii.gz, nodules in truth.json")
     parser.add_argument("--calcium-free", type=at_least(0), nargs="*", default=[], metavar="I", help="with --calcium: subject indices with the calcium contrast but no nodule")
@@ -49,7 +51,8 @@ def main(args: argparse.Namespace) -> int:
     check_output_dir(args.out_dir, option="out_dir")
     spacing = args.spacing[0] if len(args.spacing) == 1 else tuple(args.spacing)
     ids = write_dataset(args.out_dir, args.num_subjects, args.seed, tuple(args.shape), spacing, args.no_heart, args.no_iliacs,
-                        calcium=args.calcium, calcium_free=args.calcium_free)
+                        calcium=args.calcium, calcium_free=args.calcium_free,
+                        cusps=args.cusps, aortic_sinuses=args.aortic_sinuses)
     print(f"wrote {len(ids)} subjects to {args.out_dir} (TotalSegmentator layout, truth.json per subject)")
     calcium = " --calcium" if args.calcium else ""
     print(f"next: nnunet-tavr derive {args.out_dir / ids[0]} -o labels.nii.gz{calcium}   or   nnunet-tavr convert {args.out_dir} -d 301{calcium}")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from nnunet_tavr.phantom.aorta import paint_curved_aorta
+from nnunet_tavr.phantom.aorta import AORTA_PARTS, paint_curved_aorta
 from nnunet_tavr.phantom.background import paint_background, render_ct
 from nnunet_tavr.phantom.calcium import calcium_generator, draw_contrast, paint_calcium
 from nnunet_tavr.phantom.canvas import Canvas
@@ -16,7 +16,7 @@ from nnunet_tavr.phantom.iliacs import paint_iliacs
 from nnunet_tavr.phantom.label_map import tavr_labels
 from nnunet_tavr.phantom.parameters import draw_parameters
 from nnunet_tavr.phantom.root import paint_root
-from nnunet_tavr.phantom.structure import MASK_NAMES, Structure
+from nnunet_tavr.phantom.structure import LEFT_VENTRICLE, MASK_NAMES, Structure
 from nnunet_tavr.phantom.ventricle import paint_ventricle
 
 
@@ -57,6 +57,8 @@ def make_subject(
     noise_hu: float = 12.0,
     calcium: bool = False,
     calcium_nodules: int | None = None,
+    cusps: bool = False,
+    aortic_sinuses: bool = False,
 ) -> Phantom:
     """Build one subject in memory.
 
@@ -87,6 +89,12 @@ def make_subject(
     calcium_nodules : int, optional
         With ``calcium``: the number of deposits (0: a calcium-free subject with the calcium
         contrast); default drawn per region.
+    cusps : bool
+        Three sinus lobes (RCC, LCC, NCC) with hinge points and commissures in ``truth.json``
+        (:mod:`nnunet_tavr.phantom.cusps`). Off: the subject is byte-identical to before.
+    aortic_sinuses : bool
+        Also write TotalSegmentator's ``aortic_sinuses`` masks (the three cusps and the LVOT);
+        implies ``cusps``.
 
     Returns
     -------
@@ -95,6 +103,8 @@ def make_subject(
         construction, the aorta part map and ``truth`` (JSON-serialisable).
     """
     # One generator, shared in this order: parameters, background noise, spine, myocardium, blood.
+    # Opt-in builders (cusps, calcium) draw from their own generators and are recorded only when on,
+    # so that subjects made without them stay byte-identical.
     rng = np.random.default_rng(seed)
     prm = draw_parameters(rng)
     frame = anatomical_frame(prm, shape, spacing, rotation_deg)
@@ -107,8 +117,18 @@ def make_subject(
     aorta_part = compose_aorta_parts(curved, root)
     ventricle = paint_ventricle(frame, prm, canvas, aorta_part > 0)
     iliac = paint_iliacs(frame, prm, canvas, aorta_part > 0, stenosis)
-    masks = union_of_masks(canvas, (curved, root, ventricle, iliac))
-    cut_to_field_of_view([*masks.values(), aorta_part], fov.aux["cut"])
+    origin = tuple(float(-c) for c in (frame.extent[::-1] / 2))  # SimpleITK (x, y, z) origin
+    structures, extra = (curved, root, ventricle, iliac), []
+    cusps = bool(cusps or aortic_sinuses)
+    if cusps:  # opt-in builder: the sinus lobes join the root (after the ventricle: they lie above the plane)
+        from nnunet_tavr.phantom.cusps import paint_cusps
+
+        cusp = paint_cusps(frame, prm, canvas, root, aorta_part, ventricle.masks[LEFT_VENTRICLE], seed, origin)
+        aorta_part[cusp.aux["lobes"]] = AORTA_PARTS["root"]
+        structures, extra = structures + (cusp,), [cusp]
+    masks = union_of_masks(canvas, structures)
+    sinus_masks = cusp.aux["sinuses"] if cusps and aortic_sinuses else {}
+    cut_to_field_of_view([*masks.values(), aorta_part, *sinus_masks.values()], fov.aux["cut"])
 
     background = paint_background(rng, frame, canvas, noise_hu)
     if calcium:  # its own generator: the shared one draws exactly what it draws without calcium
@@ -117,11 +137,10 @@ def make_subject(
         prm = replace(prm, contrast_hu=contrast.lumen_hu)
     intensities = render_ct(rng, background.aux["ct"], masks, prm, fov.aux["cut"], noise_hu)
     labels = tavr_labels(canvas, masks, aorta_part, root, ventricle, heart)
-    structures = [fov, root, ventricle, curved, iliac, intensities]
     if calcium:
         annulus = root.aux["annulus"] if heart else None
-        structures.append(paint_calcium(calcium_rng, canvas, masks, labels, annulus, intensities.aux["ct"], contrast,
-                                        fov.aux["cut"], noise_hu, calcium_nodules))
+        extra.append(paint_calcium(calcium_rng, canvas, masks, labels, annulus, intensities.aux["ct"], contrast,
+                                   fov.aux["cut"], noise_hu, calcium_nodules))
 
     header = {
         "seed": int(seed),
@@ -129,12 +148,13 @@ def make_subject(
         "spacing": frame.spacing.tolist(),
         "rotation_deg": list(map(float, rotation_deg)),
     }
+    if cusps:  # recorded only when on, so that subjects without them keep their truth.json
+        header.update(cusps=True, aortic_sinuses=bool(aortic_sinuses))
     # truth.json lists the builders' keys in this order (that of the files written so far).
-    truth = merge_truth(header, structures)
-    origin = tuple(float(-c) for c in (frame.extent[::-1] / 2))  # SimpleITK (x, y, z) origin
-    return Phantom(ct=intensities.aux["ct"], masks=masks, labels=labels, aorta_part=aorta_part,
+    truth = merge_truth(header, [fov, root, ventricle, curved, iliac, intensities, *extra])
+    return Phantom(ct=intensities.aux["ct"], masks={**masks, **sinus_masks}, labels=labels, aorta_part=aorta_part,
                    spacing=tuple(frame.spacing.tolist()), truth=truth, origin=origin,
-                   calcium=structures[-1].aux["ids"] if calcium else None)
+                   calcium=extra[-1].aux["ids"] if calcium else None)
 
 
 def compose_aorta_parts(curved: Structure, root: Structure) -> np.ndarray:

@@ -29,7 +29,8 @@ def write_subject(phantom: Phantom, subject_dir: str | Path) -> Path:
     subject_dir = Path(subject_dir)
     geometry = phantom.geometry
     write_array(phantom.ct, geometry, subject_dir / f"{CT_STEM}.nii.gz")
-    for name in MASK_NAMES:
+    # MASK_NAMES first, then any opt-in builder's masks (e.g. the aortic_sinuses ones) in their order
+    for name in [*MASK_NAMES, *(n for n in phantom.masks if n not in MASK_NAMES)]:
         write_array(phantom.masks[name].astype(np.uint8), geometry, subject_dir / SEGMENTATIONS_DIR / f"{name}.nii.gz")
     if phantom.calcium is not None:  # the calcium's true voxels (nodule ids), beside the CT
         write_array(phantom.calcium, geometry, subject_dir / CALCIUM_MASK_FILE)
@@ -44,8 +45,10 @@ def _is_complete(subject_dir: Path, params: dict) -> bool:
     except (OSError, ValueError):
         return False
     spacing = as_spacing(params["spacing"]).tolist()
-    same = (truth.get("seed"), truth.get("shape"), truth.get("spacing"), truth.get("has_heart"), truth.get("has_iliacs")) == (
-        params["seed"], list(params["shape"]), spacing, params["heart"], params["iliacs"])
+    same = (truth.get("seed"), truth.get("shape"), truth.get("spacing"), truth.get("has_heart"), truth.get("has_iliacs"),
+            truth.get("cusps", False), truth.get("aortic_sinuses", False)) == (
+        params["seed"], list(params["shape"]), spacing, params["heart"], params["iliacs"],
+        bool(params.get("cusps") or params.get("aortic_sinuses")), bool(params.get("aortic_sinuses")))
     calcium = truth.get("calcium")
     if not params.get("calcium"):
         return same and calcium is None
@@ -64,6 +67,8 @@ def write_dataset(
     progress: bool = True,
     calcium: bool = False,
     calcium_free=(),
+    cusps: bool = False,
+    aortic_sinuses: bool = False,
 ) -> list[str]:
     """Write ``n`` subjects plus ``meta.csv``; subjects already complete with the same parameters are
     kept (reruns resume), others are (re)written.
@@ -71,7 +76,8 @@ def write_dataset(
     Subject ``i`` uses seed ``seed * 100003 + i``, so adding subjects never changes earlier ones.
     ``no_heart`` and ``no_iliacs`` are subject indices made chest-less or pelvis-less. ``calcium``
     adds calcified nodules and varies the contrast (:mod:`nnunet_tavr.phantom.calcium`);
-    ``calcium_free`` are subject indices that get the calcium contrast but no nodule.
+    ``calcium_free`` are subject indices that get the calcium contrast but no nodule. ``cusps`` and
+    ``aortic_sinuses`` are :func:`make_subject`'s options (hinge points; the ``aortic_sinuses`` masks).
     """
     from tqdm import tqdm
 
@@ -86,6 +92,8 @@ def write_dataset(
         params = dict(seed=seed * 100003 + i, shape=tuple(shape), spacing=spacing, heart=i not in set(no_heart), iliacs=i not in set(no_iliacs))
         if calcium:  # only then: the parameters of other subjects stay what they were
             params.update(calcium=True, calcium_nodules=0 if i in set(calcium_free) else None)
+        if cusps or aortic_sinuses:  # only when on: the calls of make_subject stay as they were
+            params.update(cusps=True, aortic_sinuses=bool(aortic_sinuses))
         if _is_complete(out_dir / sid, params):
             continue
         phantom = make_subject(**params)

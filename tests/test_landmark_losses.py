@@ -1,0 +1,198 @@
+"""The grid OT loss: point masses, translations, gradients, anisotropic spacing; GLiP; MSE; targets."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nnunet_tavr.trainers.landmark_losses import (
+    HeatmapMSELoss,
+    HeatmapOTLoss,
+    gaussian_log_heatmap,
+    gaussian_marginals,
+    glip_penalty,
+)
+from nnunet_tavr.trainers.landmark_ot import lattice_slices, project, project_product, sinkhorn_divergence, sliced_w2
+
+#: Both OT distances of the loss: (name, function of log-weights, spacing) -> mm^2
+OT = {
+    "sinkhorn": lambda la, lb, sp, **kw: sinkhorn_divergence(la, lb, sp, **kw),
+    "sliced": lambda la, lb, sp, **kw: sliced_w2(la.exp(), lb.exp(), sp),
+}
+
+
+def dirac(shape, index) -> torch.Tensor:
+    log = torch.full(shape, -math.inf, dtype=torch.float64)
+    log[tuple(index)] = 0.0
+    return log[None]
+
+
+@pytest.mark.parametrize("ot", list(OT))
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (3.0, 0.8, 1.5)])
+def test_point_masses_cost_their_distance_squared_in_mm(ot, spacing):
+    shape = (9, 10, 11)
+    for a, b in (((1, 2, 3), (6, 7, 5)), ((0, 9, 0), (8, 0, 10))):
+        d2 = sum(((i - j) * s) ** 2 for i, j, s in zip(a, b, spacing))
+        s = OT[ot](dirac(shape, a), dirac(shape, b), spacing)
+        assert float(s) == pytest.approx(d2, rel=1e-6, abs=1e-6)
+        # the distance variant of the loss: sqrt(S) is the distance in mm
+        assert math.sqrt(float(s)) == pytest.approx(math.sqrt(d2), rel=1e-6)
+    if ot == "sinkhorn":  # any entropic blur
+        assert float(sinkhorn_divergence(dirac(shape, a), dirac(shape, b), spacing, blur_mm=0.5)) == pytest.approx(d2, rel=1e-6)
+
+
+@pytest.mark.parametrize("ot", list(OT))
+def test_anisotropic_spacing_is_honoured_along_each_axis(ot):
+    shape = (8, 8, 8)
+    along = {}
+    for axis in range(3):
+        b = [2, 2, 2]
+        b[axis] = 5
+        along[axis] = float(OT[ot](dirac(shape, (2, 2, 2)), dirac(shape, b), (2.5, 1.0, 0.5)))
+    assert along[0] == pytest.approx((3 * 2.5) ** 2) and along[1] == pytest.approx(9.0) and along[2] == pytest.approx((3 * 0.5) ** 2)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.5, 0.7, 1.2), (1.0, 3.0)])
+def test_lattice_slices_weigh_to_the_identity(spacing):
+    total = np.zeros((len(spacing), len(spacing)))
+    for signs, norm, weight in lattice_slices(spacing):
+        theta = np.array([sg / sp for sg, sp in zip(signs, spacing)]) / norm
+        assert weight >= 0 and np.linalg.norm(theta) == pytest.approx(1.0)
+        total += weight * np.outer(theta, theta)
+    np.testing.assert_allclose(total, np.eye(len(spacing)), atol=1e-12)
+
+
+def test_product_projection_equals_the_voxel_projection():
+    shape, spacing = (7, 9, 6), (2.0, 1.0, 1.5)
+    frac = torch.tensor([[0.4, 0.55, 0.5], [0.2, 0.7, 0.6]], dtype=torch.float64)
+    full = gaussian_log_heatmap(shape, spacing, frac, 2.0).exp()
+    marginals = gaussian_marginals(shape, spacing, frac, 2.0)
+    for signs, _, _ in lattice_slices(spacing):
+        torch.testing.assert_close(project_product(marginals, signs), project(full, signs, shape), rtol=1e-9, atol=1e-12)
+
+
+def blob(shape, centre, sigma, spacing):
+    frac = torch.tensor([[(c + 0.5) / n for c, n in zip(centre, shape)]], dtype=torch.float64)
+    return gaussian_log_heatmap(shape, spacing, frac, sigma)
+
+
+def test_translation_changes_the_loss_as_the_formula_says():
+    shape, spacing = (16, 14, 22), (2.0, 1.5, 1.0)  # every blob at least 4 sigma inside the grid
+    pred = blob(shape, (6, 6, 10), 3.0, spacing)
+    target = blob(shape, (8, 7, 11), 2.0, spacing)
+    shift = (2, -1, 1)  # voxels
+    moved = blob(shape, (10, 6, 12), 2.0, spacing)
+    t = torch.tensor([k * s for k, s in zip(shift, spacing)], dtype=torch.float64)
+
+    def mean(log):
+        grids = torch.meshgrid(*[torch.arange(n, dtype=torch.float64) * s for n, s in zip(shape, spacing)], indexing="ij")
+        w = log.exp()[0]
+        return torch.stack([(w * g).sum() for g in grids])
+
+    for ot in OT:
+        s0 = OT[ot](pred, target, spacing, blur_mm=3.0, extra_iterations=3)
+        s1 = OT[ot](pred, moved, spacing, blur_mm=3.0, extra_iterations=3)
+        expected = float(s0) + float(t @ t) + 2 * float((mean(target) - mean(pred)) @ t)
+        assert float(s1) == pytest.approx(expected, rel=2e-3, abs=2e-3), ot
+        # a prediction equal to the target moved by t costs |t|^2
+        same = OT[ot](target, moved, spacing, blur_mm=3.0, extra_iterations=3)
+        assert float(same) == pytest.approx(float(t @ t), rel=2e-3), ot
+
+
+@pytest.mark.parametrize("ot", list(OT))
+def test_gradient_moves_predicted_mass_toward_the_target(ot):
+    shape, spacing = (12, 12, 12), (1.5, 1.5, 1.5)
+    logits = torch.zeros((1, *shape), dtype=torch.float64, requires_grad=True)
+    target = blob(shape, (9, 3, 4), 1.5, spacing)
+    centre = torch.tensor([9, 3, 4], dtype=torch.float64) * 1.5
+
+    def mean_dist(log_p):
+        grids = torch.meshgrid(*[torch.arange(n, dtype=torch.float64) * s for n, s in zip(shape, spacing)], indexing="ij")
+        w = log_p.exp()[0]
+        return float(torch.sqrt(sum(((g - c) ** 2 * w).sum() for g, c in zip(grids, centre))))
+
+    log_p = torch.log_softmax(logits.reshape(1, -1), -1).reshape(logits.shape)
+    before = mean_dist(log_p.detach())
+    OT[ot](log_p, target, spacing).sum().backward()
+    with torch.no_grad():
+        stepped = logits - logits.grad / logits.grad.abs().max()  # a step of at most 1 in any logit
+    after = mean_dist(torch.log_softmax(stepped.reshape(1, -1), -1).reshape(logits.shape))
+    assert after < before - 0.1
+    # the logit rises most near the target, falls most far from it
+    g = -logits.grad[0]
+    assert g[9, 3, 4] > g[0, 11, 11]
+
+
+def targets(shape, centres_vox, present):
+    """Segmentation channel + constant (present, fractions) channels, as LandmarkCentreTransform makes them."""
+    b, L = len(centres_vox), len(centres_vox[0])
+    out = torch.zeros((b, 1 + L * 4, *shape))
+    for i in range(b):
+        for l in range(L):
+            out[i, 1 + 4 * l] = float(present[i][l])
+            for k in range(3):
+                out[i, 2 + 4 * l + k] = (centres_vox[i][l][k] + 0.5) / shape[k]
+    return out
+
+
+@pytest.mark.parametrize("ot", ["sliced"])  # the Sinkhorn variant obeys the same distance laws (tests above)
+def test_heatmap_ot_loss_prefers_the_right_peak_and_skips_absent_landmarks(ot):
+    shape, spacing = (12, 12, 12), (2.0, 2.0, 2.0)
+    loss = HeatmapOTLoss(2, spacing, shape, sigma_mm=2.0, ot=ot)
+    tgt = targets(shape, [[(3, 3, 3), (8, 8, 8)]], [[1, 0]])
+
+    def output(peak):
+        out = torch.zeros((1, 3, *shape))
+        out[0, 1][peak] = 12.0
+        return out
+
+    good, bad = loss(output((3, 3, 3)), tgt), loss(output((8, 8, 3)), tgt)
+    assert float(good) < float(bad)
+    # landmark 2 is absent: its channel changes only the GLiP term, never the OT term
+    no_glip = HeatmapOTLoss(2, spacing, shape, glip_weight=0.0, ce_weight=0.0, ot=ot)
+    a = output((3, 3, 3))
+    b = a.clone()
+    b[0, 2, 1, 1, 1] = 30.0
+    assert float(no_glip(a, tgt)) == pytest.approx(float(no_glip(b, tgt)), rel=1e-6)
+    # nothing present: zero loss that still has a graph
+    none = targets(shape, [[(3, 3, 3), (8, 8, 8)]], [[0, 0]])
+    out = torch.zeros((1, 3, *shape), requires_grad=True)
+    value = no_glip(out, none)
+    value.backward()
+    assert float(value) == 0.0 and out.grad is not None
+    # the channel cross-entropy on the spheres anchors the absolute level, also without landmarks:
+    # a landmark channel above the reference everywhere costs more than one below it
+    anchored = HeatmapOTLoss(2, spacing, shape, glip_weight=0.0, ot=ot)
+    high, low = torch.zeros((1, 3, *shape)), torch.zeros((1, 3, *shape))
+    high[0, 1], low[0, 1] = 5.0, -5.0
+    assert float(anchored(high, none)) > float(anchored(low, none)) + 1.0
+
+
+def test_deep_supervision_scale_uses_the_scaled_spacing():
+    loss = HeatmapOTLoss(1, (1.0, 2.0, 3.0), (16, 16, 16))
+    assert loss.scale_spacing((8, 8, 4)) == [2.0, 4.0, 12.0]
+
+
+def test_glip_charges_collapsed_peaks_not_smooth_ones():
+    shape, spacing = (16, 16, 16), (1.0, 1.0, 1.0)
+    smooth = blob(shape, (8, 8, 8), 2.0, spacing).exp().float()
+    sharp = dirac(shape, (8, 8, 8)).exp().float()
+    assert float(glip_penalty(smooth, spacing, 2.0)) == pytest.approx(0.0, abs=1e-8)
+    assert float(glip_penalty(sharp, spacing, 2.0)) > 0
+
+
+def test_mse_loss_zero_at_the_target_heatmap():
+    shape, spacing = (10, 10, 10), (1.5, 1.5, 1.5)
+    tgt = targets(shape, [[(4, 5, 6)]], [[1]])
+    frac = torch.tensor([[(4.5) / 10, 5.5 / 10, 6.5 / 10]])
+    log_q = gaussian_log_heatmap(shape, spacing, frac, 2.0)
+    heat = torch.exp(log_q - log_q.max())
+    out = torch.zeros((1, 2, *shape))
+    out[0, 1] = heat[0]
+    loss = HeatmapMSELoss(1, spacing, shape, sigma_mm=2.0)
+    assert float(loss(out, tgt)) == pytest.approx(0.0, abs=1e-10)
+    assert float(loss(torch.zeros_like(out), tgt)) > 0
+    np.testing.assert_allclose(float(heat.max()), 1.0)

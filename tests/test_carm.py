@@ -10,7 +10,6 @@ from nnunet_tavr.carm import (
     Angulation,
     Projection,
     angulation,
-    array_to_world,
     coplanar,
     cusp_views,
     detector_axes,
@@ -18,13 +17,10 @@ from nnunet_tavr.carm import (
     nearest_to_ap,
     off_plane_deg,
     s_curve,
-    vector_to_array,
-    vector_to_world,
     view_direction,
-    world_to_array,
 )
 from nnunet_tavr.fluoro.projector import project
-from nnunet_tavr.geometry import unit
+from nnunet_tavr.geometry import array_to_world, unit, vector_to_array, vector_to_world, world_to_array
 from nnunet_tavr.io import Geometry
 
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)

@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from nnunet_tavr.carm import nearest_to_ap, s_curve, vector_to_world
+from nnunet_tavr.carm import nearest_to_ap, s_curve
+from nnunet_tavr.geometry import vector_to_world
 from nnunet_tavr.measurement.annulus import measure_annulus
 from nnunet_tavr.measurement.views import measure_views
 from nnunet_tavr.phantom import make_subject

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nnunet_tavr.carm import cusp_views, en_face, nearest_to_ap, s_curve, vector_to_world
+from nnunet_tavr.carm import cusp_views, en_face, nearest_to_ap, s_curve
+from nnunet_tavr.geometry import vector_to_world
 from nnunet_tavr.geometry import angle_deg, unit
 from nnunet_tavr.measurement.record import Section
 

@@ -27,6 +27,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spacing", type=float_range(0.3, 10.0), nargs="+", default=[1.5], metavar="MM", help="voxel size in mm, 0.3-10: one value, or three (z y x) (default 1.5)")
     parser.add_argument("--no-heart", type=at_least(0), nargs="*", default=[], metavar="I", help="subject indices without heart (chest-less scans)")
     parser.add_argument("--no-iliacs", type=at_least(0), nargs="*", default=[], metavar="I", help="subject indices without iliac arteries")
+    parser.add_argument("--heart-chambers", action="store_true", help="the whole heart: RV, atria, LA appendage, pulmonary artery and veins, SVC, papillary muscles, true volumes and LV mass in truth.json")
+    parser.add_argument("--heartchambers-highres", action="store_true", help="also write TotalSegmentator's heartchambers_highres multilabel file; implies --heart-chambers")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -44,7 +46,8 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"--shape {' '.join(map(str, args.shape))} has {int(np.prod(args.shape, dtype=np.int64)):,} voxels; at most {MAX_VOXELS:,}")
     check_output_dir(args.out_dir, option="out_dir")
     spacing = args.spacing[0] if len(args.spacing) == 1 else tuple(args.spacing)
-    ids = write_dataset(args.out_dir, args.num_subjects, args.seed, tuple(args.shape), spacing, args.no_heart, args.no_iliacs)
+    ids = write_dataset(args.out_dir, args.num_subjects, args.seed, tuple(args.shape), spacing, args.no_heart, args.no_iliacs,
+                        heart_chambers=args.heart_chambers, heartchambers_highres=args.heartchambers_highres)
     print(f"wrote {len(ids)} subjects to {args.out_dir} (TotalSegmentator layout, truth.json per subject)")
     print(f"next: nnunet-tavr derive {args.out_dir / ids[0]} -o labels.nii.gz   or   nnunet-tavr convert {args.out_dir} -d 301")
     return 0

@@ -30,6 +30,8 @@ class Phantom:
     spacing: tuple[float, float, float]
     truth: dict = field(default_factory=dict)
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    #: TotalSegmentator tasks whose multilabel file is written too (``<task>.nii.gz`` beside the CT)
+    multilabel: tuple[str, ...] = ()
 
     @property
     def geometry(self):
@@ -52,6 +54,8 @@ def make_subject(
     stenosis: bool = True,
     rotation_deg: tuple[float, float, float] = (0.0, 0.0, 0.0),
     noise_hu: float = 12.0,
+    heart_chambers: bool = False,
+    heartchambers_highres: bool = False,
 ) -> Phantom:
     """Build one subject in memory.
 
@@ -76,6 +80,13 @@ def make_subject(
         z, y, x), for tests of orientation-independent geometry.
     noise_hu : float
         Standard deviation of the Gaussian CT noise.
+    heart_chambers : bool
+        The whole heart (:mod:`nnunet_tavr.phantom.heart`): right ventricle, atria, left atrial
+        appendage, pulmonary artery and veins, superior vena cava, papillary muscles, with their
+        true volumes and the LV mass in ``truth.json``. Off: the subject is byte-identical to before.
+    heartchambers_highres : bool
+        Also write TotalSegmentator's ``heartchambers_highres`` multilabel file; implies
+        ``heart_chambers``.
 
     Returns
     -------
@@ -97,9 +108,18 @@ def make_subject(
     ventricle = paint_ventricle(frame, prm, canvas, aorta_part > 0)
     iliac = paint_iliacs(frame, prm, canvas, aorta_part > 0, stenosis)
     masks = union_of_masks(canvas, (curved, root, ventricle, iliac))
+    heart_chambers = bool(heart_chambers or heartchambers_highres)
+    extra = ()
+    if heart_chambers:  # opt-in builder with its own generator (the aorta and the LV keep their voxels)
+        from nnunet_tavr.phantom.heart import add_heart, paint_heart, paint_heart_intensities
+
+        extra = (paint_heart(frame, prm, canvas, seed, aorta_part > 0, ventricle, fov.aux["cut"]),)
+        masks = add_heart(masks, extra[0])
     cut_to_field_of_view([*masks.values(), aorta_part], fov.aux["cut"])
 
     background = paint_background(rng, frame, canvas, noise_hu)
+    if heart_chambers:
+        paint_heart_intensities(background, masks, extra[0], frame, prm, noise_hu)
     intensities = render_ct(rng, background.aux["ct"], masks, prm, fov.aux["cut"], noise_hu)
     labels = tavr_labels(canvas, masks, aorta_part, root, ventricle, heart)
 
@@ -109,11 +129,14 @@ def make_subject(
         "spacing": frame.spacing.tolist(),
         "rotation_deg": list(map(float, rotation_deg)),
     }
+    if heart_chambers:  # recorded only when on, so that subjects without them keep their truth.json
+        header.update(heart_chambers=True, heartchambers_highres=bool(heartchambers_highres))
     # truth.json lists the builders' keys in this order (that of the files written so far).
-    truth = merge_truth(header, (fov, root, ventricle, curved, iliac, intensities))
+    truth = merge_truth(header, (fov, root, ventricle, curved, iliac, intensities) + extra)
     origin = tuple(float(-c) for c in (frame.extent[::-1] / 2))  # SimpleITK (x, y, z) origin
     return Phantom(ct=intensities.aux["ct"], masks=masks, labels=labels, aorta_part=aorta_part,
-                   spacing=tuple(frame.spacing.tolist()), truth=truth, origin=origin)
+                   spacing=tuple(frame.spacing.tolist()), truth=truth, origin=origin,
+                   multilabel=("heartchambers_highres",) if heartchambers_highres else ())
 
 
 def compose_aorta_parts(curved: Structure, root: Structure) -> np.ndarray:

@@ -28,10 +28,34 @@ def write_subject(phantom: Phantom, subject_dir: str | Path) -> Path:
     subject_dir = Path(subject_dir)
     geometry = phantom.geometry
     write_array(phantom.ct, geometry, subject_dir / f"{CT_STEM}.nii.gz")
-    for name in MASK_NAMES:
+    # MASK_NAMES first, then any opt-in builder's masks (e.g. the aortic_sinuses ones) in their order
+    for name in [*MASK_NAMES, *(n for n in phantom.masks if n not in MASK_NAMES)]:
         write_array(phantom.masks[name].astype(np.uint8), geometry, subject_dir / SEGMENTATIONS_DIR / f"{name}.nii.gz")
+    for task in phantom.multilabel:  # TotalSegmentator --ml files, named after their task
+        write_array(multilabel_array(phantom.masks, task), geometry, subject_dir / f"{task}.nii.gz")
     write_json(phantom.truth, subject_dir / TRUTH_JSON)  # written last: marks the subject complete
     return subject_dir
+
+
+def multilabel_array(masks: dict[str, np.ndarray], task: str) -> np.ndarray:
+    """TotalSegmentator's multilabel map of ``task`` (uint8 (z, y, x), its label ids) from masks
+    named after its labels; later ids win where masks overlap.
+
+    Raises
+    ------
+    KeyError
+        A label of the task has no mask.
+    """
+    from nnunet_tavr.totalseg import task as get_task
+
+    labels = get_task(task).labels
+    missing = [name for name in labels.values() if name not in masks]
+    if missing:
+        raise KeyError(f"multilabel file {task}: no mask for {missing}")
+    out = np.zeros(next(iter(masks.values())).shape, np.uint8)
+    for value, name in sorted(labels.items()):
+        out[masks[name]] = value
+    return out
 
 
 def _is_complete(subject_dir: Path, params: dict) -> bool:
@@ -41,8 +65,10 @@ def _is_complete(subject_dir: Path, params: dict) -> bool:
     except (OSError, ValueError):
         return False
     spacing = as_spacing(params["spacing"]).tolist()
-    return (truth.get("seed"), truth.get("shape"), truth.get("spacing"), truth.get("has_heart"), truth.get("has_iliacs")) == (
-        params["seed"], list(params["shape"]), spacing, params["heart"], params["iliacs"])
+    return (truth.get("seed"), truth.get("shape"), truth.get("spacing"), truth.get("has_heart"), truth.get("has_iliacs"),
+            truth.get("heart_chambers", False), truth.get("heartchambers_highres", False)) == (
+        params["seed"], list(params["shape"]), spacing, params["heart"], params["iliacs"],
+        bool(params.get("heart_chambers") or params.get("heartchambers_highres")), bool(params.get("heartchambers_highres")))
 
 
 def write_dataset(
@@ -54,12 +80,16 @@ def write_dataset(
     no_heart=(),
     no_iliacs=(),
     progress: bool = True,
+    heart_chambers: bool = False,
+    heartchambers_highres: bool = False,
 ) -> list[str]:
     """Write ``n`` subjects plus ``meta.csv``; subjects already complete with the same parameters are
     kept (reruns resume), others are (re)written.
 
     Subject ``i`` uses seed ``seed * 100003 + i``, so adding subjects never changes earlier ones.
     ``no_heart`` and ``no_iliacs`` are subject indices made chest-less or pelvis-less.
+    ``heart_chambers`` and ``heartchambers_highres`` are :func:`make_subject`'s options (the whole
+    heart; its TotalSegmentator multilabel file).
     """
     from tqdm import tqdm
 
@@ -72,6 +102,8 @@ def write_dataset(
         sid = subject_id(i)
         ids.append(sid)
         params = dict(seed=seed * 100003 + i, shape=tuple(shape), spacing=spacing, heart=i not in set(no_heart), iliacs=i not in set(no_iliacs))
+        if heart_chambers or heartchambers_highres:  # only when on: the calls of make_subject stay as they were
+            params.update(heart_chambers=True, heartchambers_highres=bool(heartchambers_highres))
         if _is_complete(out_dir / sid, params):
             continue
         phantom = make_subject(**params)

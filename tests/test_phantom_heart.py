@@ -1,0 +1,175 @@
+"""The whole-heart phantom (``make_subject(heart_chambers=True)``): volumes measured from the written
+masks agree with the construction, the anatomy touches where a heart does, the option adds without
+changing the rest, and ``nnunet-tavr cardiac`` reads TotalSegmentator cases through the heart
+scheme's mapping."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nnunet_tavr.phantom import make_subject, write_dataset
+from nnunet_tavr.phantom.heart import HEART_MASK_NAMES
+
+GRID_3MM = dict(shape=(100, 80, 80), spacing=3.0)
+#: The grid on which every written heart mask must be within 2 % of its construction volume
+#: (measured worst case over seeds 0-5: 0.9 %; on 3 mm grids the thin SVC and the appendage reach ~5 %).
+GRID_FINE = dict(shape=(200, 160, 160), spacing=1.5)
+TOLERANCE = 0.02
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory) -> Path:
+    """One 1.5 mm subject with the heart and its heartchambers_highres file, written to disk."""
+    out = tmp_path_factory.mktemp("heart_phantom")
+    write_dataset(out, 1, seed=4, heartchambers_highres=True, progress=False, **GRID_FINE)
+    return out
+
+
+def _read(path):
+    from nnunet_tavr.io import read_array
+
+    return read_array(path)
+
+
+def test_written_mask_volumes_match_the_construction(written):
+    subject = written / "s0000"
+    truth = json.loads((subject / "truth.json").read_text())
+    assert truth["heart_chambers"] and truth["heartchambers_highres"]
+    errors = {}
+    for name, true_ml in truth["heart_mask_volumes_ml"].items():
+        mask, geometry = _read(subject / "segmentations" / f"{name}.nii.gz")
+        measured = mask.astype(bool).sum() * np.prod(geometry.spacing) / 1000.0
+        assert true_ml > 1.0, name  # every structure is there
+        errors[name] = abs(measured - true_ml) / true_ml
+    assert max(errors.values()) <= TOLERANCE, errors
+    # the seed's quantities: LA includes the appendage, LV mass is the myocardium x 1.05 g/ml
+    volumes = truth["heart_volumes_ml"]
+    masks = truth["heart_mask_volumes_ml"]
+    assert volumes["left_atrium"] == pytest.approx(masks["heart_atrium_left"] + masks["atrial_appendage_left"], abs=1e-3)
+    assert truth["lv_mass_g"] == pytest.approx(1.05 * volumes["left_ventricle_myocardium"], abs=1e-3)
+    assert truth["myocardial_density_g_per_ml"] == 1.05
+
+
+def test_multilabel_file_holds_the_masks_under_the_task_ids(written):
+    from nnunet_tavr.totalseg import TASKS
+
+    subject = written / "s0000"
+    multilabel, _ = _read(subject / "heartchambers_highres.nii.gz")
+    for value, name in TASKS["heartchambers_highres"].labels.items():
+        mask, _ = _read(subject / "segmentations" / f"{name}.nii.gz")
+        assert np.array_equal(multilabel == value, mask.astype(bool)), name
+
+
+def test_cardiac_reads_totalsegmentator_cases_through_the_heart_mapping(written, tmp_path):
+    """``nnunet-tavr cardiac`` on the phantom folder (TotalSegmentator layout) gives the truth."""
+    out = tmp_path / "cardiac"
+    cmd = [str(Path(sys.executable).with_name("nnunet-tavr")), "cardiac", str(written), "-o", str(out), "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    truth = json.loads((written / "s0000" / "truth.json").read_text())
+    record = json.loads((out / "volumes.json").read_text())["cases"][0]
+    for name, true_ml in truth["heart_volumes_ml"].items():
+        assert record["volumes_ml"][name] == pytest.approx(true_ml, rel=TOLERANCE), name
+    assert record["lv_mass_g"] == pytest.approx(truth["lv_mass_g"], rel=TOLERANCE)
+    assert "## Volumes per case" in (out / "report.md").read_text()
+
+
+def test_truth_does_not_depend_on_the_grid_or_the_rotation(written):
+    """The construction volumes are those of the continuous shapes: the same on a 3 mm grid, and
+    rotated on an anisotropic one (the aorta, a voxel count, aside)."""
+    fine = json.loads((written / "s0000" / "truth.json").read_text())["heart_mask_volumes_ml"]  # seed 4, 1.5 mm
+    coarse = make_subject(4, heart_chambers=True, **GRID_3MM).truth["heart_mask_volumes_ml"]
+    turned = make_subject(4, heart_chambers=True, shape=(90, 96, 96), spacing=(3.3, 2.5, 2.5),
+                          rotation_deg=(8.0, -12.0, 15.0)).truth["heart_mask_volumes_ml"]
+    for name in HEART_MASK_NAMES + ("heart_ventricle_left", "heart_myocardium"):
+        assert coarse[name] == pytest.approx(fine[name], rel=0.01), name
+        assert turned[name] == pytest.approx(fine[name], rel=0.01), name
+
+
+#: Pairs of structures a heart has in contact, and the LV cavity's only neighbours.
+CONTACTS = [("heart_atrium_left", "heart_ventricle_left"), ("heart_myocardium", "heart_ventricle_right"),
+            ("heart_ventricle_right", "heart_atrium_right"), ("heart_ventricle_right", "pulmonary_artery"),
+            ("heart_atrium_left", "atrial_appendage_left"), ("heart_atrium_left", "pulmonary_vein"),
+            ("heart_atrium_right", "superior_vena_cava"), ("heart_atrium_left", "heart_atrium_right"),
+            ("aorta", "pulmonary_artery"), ("aorta", "superior_vena_cava"), ("aorta", "heart_atrium_left"),
+            ("aorta", "heart_ventricle_left")]
+LV_NEIGHBOURS = {"aorta", "heart_myocardium", "heart_atrium_left"}
+
+
+def _touching(a: np.ndarray, b: np.ndarray) -> int:
+    """Face-adjacent voxel pairs between two masks."""
+    n = 0
+    for axis in range(3):
+        x, y = np.moveaxis(a, axis, 0), np.moveaxis(b, axis, 0)
+        n += int((x[:-1] & y[1:]).sum() + (y[:-1] & x[1:]).sum())
+    return n
+
+
+@pytest.mark.parametrize("seed", [0, 6, 9])
+def test_chambers_touch_where_a_heart_does(seed):
+    masks = make_subject(seed, heart_chambers=True, **GRID_3MM).masks
+    for a, b in CONTACTS:
+        assert _touching(masks[a], masks[b]) > 0, f"{a} does not touch {b}"
+    lv = masks["heart_ventricle_left"]
+    for name in (*HEART_MASK_NAMES, "aorta", "heart_myocardium"):
+        if name not in LV_NEIGHBOURS:
+            assert _touching(lv, masks[name]) == 0, f"the LV cavity opens into {name}"
+    names = ["aorta", "heart_ventricle_left", "heart_myocardium", *HEART_MASK_NAMES]
+    total = sum(masks[n].astype(int) for n in names)
+    assert total.max() == 1  # every voxel belongs to one structure at most
+
+
+def test_the_option_adds_without_changing_the_rest():
+    off = make_subject(7, **GRID_3MM)
+    on = make_subject(7, heart_chambers=True, **GRID_3MM)
+    for name in ("aorta", "iliac_artery_left", "iliac_artery_right"):
+        assert np.array_equal(on.masks[name], off.masks[name]), name
+    # papillary muscles move from the cavity into the myocardium; the myocardium also closes the base
+    assert not (on.masks["heart_ventricle_left"] & ~off.masks["heart_ventricle_left"]).any()
+    moved = off.masks["heart_ventricle_left"] & ~on.masks["heart_ventricle_left"]
+    assert moved.sum() > 0 and not (moved & ~on.masks["heart_myocardium"]).any()
+    assert not (off.masks["heart_myocardium"] & ~on.masks["heart_myocardium"]).any()
+    assert set(on.masks) == set(off.masks) | set(HEART_MASK_NAMES)
+    for key, value in off.truth.items():
+        assert on.truth[key] == value, key
+    assert on.truth["heart_chambers"] is True and "heart_chambers" not in off.truth
+
+
+def test_each_subject_draws_its_own_heart():
+    a = make_subject(1, heart_chambers=True, **GRID_3MM).truth["heart_volumes_ml"]
+    b = make_subject(2, heart_chambers=True, **GRID_3MM).truth["heart_volumes_ml"]
+    again = make_subject(1, heart_chambers=True, **GRID_3MM).truth["heart_volumes_ml"]
+    assert a == again
+    assert all(a[k] != b[k] for k in a if k != "aorta")
+
+
+def test_chest_less_subject_has_an_empty_heart():
+    phantom = make_subject(8, heart=False, heart_chambers=True, **GRID_3MM)
+    for name in (*HEART_MASK_NAMES, "heart_ventricle_left", "heart_myocardium"):
+        assert not phantom.masks[name].any(), name
+        assert phantom.truth["heart_mask_volumes_ml"][name] == 0.0, name
+    assert phantom.truth["lv_mass_g"] == 0.0
+
+
+def test_intensities_of_an_aortic_phase_scan():
+    """Left heart like the aorta, right heart less, SVC with the injected contrast, myocardium
+    ~100 HU, the right atrium brighter at its roof (SVC inflow) than at its floor (caval blood)."""
+    phantom = make_subject(3, heart_chambers=True, **GRID_3MM)
+    hu = phantom.truth["heart_hu"]
+    mean = {name: float(phantom.ct[phantom.masks[name]].mean()) for name in phantom.masks if phantom.masks[name].any()}
+    for name in ("heart_atrium_left", "atrial_appendage_left", "pulmonary_vein"):
+        assert mean[name] == pytest.approx(hu["left_heart"], abs=5), name
+    for name in ("heart_ventricle_right", "pulmonary_artery"):
+        assert mean[name] == pytest.approx(hu["right_heart"], abs=5), name
+    assert mean["superior_vena_cava"] == pytest.approx(hu["superior_vena_cava"], abs=5)
+    assert mean["heart_myocardium"] == pytest.approx(100.0, abs=5)
+    assert hu["right_heart"] < hu["left_heart"]
+    z = np.nonzero(phantom.masks["heart_atrium_right"])[0]
+    values = phantom.ct[phantom.masks["heart_atrium_right"]]
+    assert values[z > np.median(z)].mean() > values[z < np.median(z)].mean() + 20

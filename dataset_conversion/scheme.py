@@ -12,6 +12,7 @@ scheme      dataset                                                 module
 =========== ====================================================== ==================================
 ``tavr``    the paper's 7 TAVR classes derived by rule (default 301) :mod:`.schemes.tavr`
 ``import``  CT + an existing label map + a label mapping (JSON)    :mod:`.schemes.imported`
+``heart``   seed 004's whole heart from TotalSegmentator (304)     :mod:`.schemes.heart`
 =========== ====================================================== ==================================
 
 Adding a dataset is adding a scheme: a subclass with its class attributes and ``convert_case``,
@@ -35,6 +36,7 @@ from nnunet_tavr.io import Geometry
 SCHEMES: dict[str, str] = {
     "tavr": "nnunet_tavr.dataset_conversion.schemes.tavr:TavrScheme",
     "import": "nnunet_tavr.dataset_conversion.schemes.imported:ImportScheme",
+    "heart": "nnunet_tavr.dataset_conversion.schemes.heart:HeartScheme",
 }
 
 

@@ -49,5 +49,8 @@ def main(args: argparse.Namespace) -> int:
     ids = write_dataset(args.out_dir, args.num_subjects, args.seed, tuple(args.shape), spacing, args.no_heart, args.no_iliacs,
                         heart_chambers=args.heart_chambers, heartchambers_highres=args.heartchambers_highres)
     print(f"wrote {len(ids)} subjects to {args.out_dir} (TotalSegmentator layout, truth.json per subject)")
-    print(f"next: nnunet-tavr derive {args.out_dir / ids[0]} -o labels.nii.gz   or   nnunet-tavr convert {args.out_dir} -d 301")
+    if args.heart_chambers or args.heartchambers_highres:
+        print(f"next: nnunet-tavr convert {args.out_dir} --scheme heart -d 304   or   nnunet-tavr cardiac {args.out_dir} -o volumes/")
+    else:
+        print(f"next: nnunet-tavr derive {args.out_dir / ids[0]} -o labels.nii.gz   or   nnunet-tavr convert {args.out_dir} -d 301")
     return 0

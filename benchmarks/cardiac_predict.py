@@ -132,14 +132,16 @@ def main(argv=None) -> int:
     tta = "with mirroring (TTA)" if args.tta else "--disable_tta"
     seed, lo, hi = SEED_SECONDS
     print(f"nnUNetv2_predict {tta}, -npp/-nps {args.workers}; seed 004: {seed} s per case (range {lo}-{hi}) on a 2 GHz CPU")
-    print(f"  {'plan':<18} {'s/case wall':>11} {'s/case CPU':>10} {'x seed 004':>10}   {'1 case cold: wall / CPU':>24}")
+    print(f"  {'plan':<16} {'s/case wall':>12} {'(x seed)':>9} {'s/case CPU':>11} {'(x seed)':>9}   1 case cold: wall / CPU")
     for plans_name in args.plans:
         untrained_model(root, plans_name, args.device)
         t = time_predict(root, env, plans_name, args.cases, args)
         (w1, c1), (wn, cn) = t[1], t[args.cases]
         per_wall, per_cpu = (wn - w1) / (args.cases - 1), (cn - c1) / (args.cases - 1)
-        print(f"  {plans_name:<18} {per_wall:11.1f} {per_cpu:10.1f} {per_wall / seed:9.2f}x   {w1:13.1f} s / {c1:5.1f} s",
-              flush=True)
+        print(f"  {plans_name:<16} {per_wall:12.1f} {per_wall / seed:8.2f}x {per_cpu:11.1f} {per_cpu / seed:8.2f}x   "
+              f"{w1:8.1f} s / {c1:5.1f} s", flush=True)
+    print("CPU time adds up every thread (torch uses all cores), so on an idle machine the wall time per case lies "
+          "between CPU / cores and CPU")
     if tmp is not None:
         tmp.cleanup()
     return 0

@@ -173,3 +173,25 @@ def test_intensities_of_an_aortic_phase_scan():
     z = np.nonzero(phantom.masks["heart_atrium_right"])[0]
     values = phantom.ct[phantom.masks["heart_atrium_right"]]
     assert values[z > np.median(z)].mean() > values[z < np.median(z)].mean() + 20
+
+
+def test_shapes_integrate_their_analytic_volumes_below_the_voxel():
+    """``shapes.measure`` gives the continuous volume of a shape on a coarse anisotropic grid."""
+    from nnunet_tavr.phantom.canvas import Canvas
+    from nnunet_tavr.phantom.shapes import Difference, Ellipsoid, HalfSpace, Intersection, Tube, measure, paint
+
+    canvas = Canvas((40, 40, 40), (3.0, 2.5, 2.5))
+    axes = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))[0]  # an oblique ellipsoid
+    centre = np.array([60.0, 50.0, 50.0])
+    ellipsoid = Ellipsoid(centre, axes, (20.0, 12.0, 7.0))
+    capsule = Tube([[40.0, 40.0, 40.0], [70.0, 60.0, 55.0]], 6.0)  # cylinder + two half balls
+    half_ball = Intersection(Ellipsoid(centre, np.eye(3), (15.0, 15.0, 15.0)), HalfSpace(centre, (0.3, 0.2, 0.9)))
+    expected = {ellipsoid: 4 / 3 * np.pi * 20 * 12 * 7,
+                capsule: np.pi * 36 * capsule.length_mm + 4 / 3 * np.pi * 216,
+                half_ball: 2 / 3 * np.pi * 15**3}
+    for shape, volume in expected.items():
+        mask = paint(shape, canvas)
+        assert measure(shape, canvas, mask) == pytest.approx(volume, rel=0.003)
+    # precedence is exact: a shape without the one before it keeps the rest of its volume
+    without = Difference(half_ball, Ellipsoid(centre, np.eye(3), (10.0, 10.0, 10.0)))
+    assert measure(without, canvas, paint(without, canvas)) == pytest.approx(2 / 3 * np.pi * (15**3 - 10**3), rel=0.005)

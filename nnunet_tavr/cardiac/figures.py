@@ -60,6 +60,9 @@ def plot_agreement(path: str | os.PathLike, title: str, unit: str, reference, pr
             ax_b.axhline(value, color="tab:red", ls="--", lw=1.2, label=f"{name} limit {_fmt(value)}")
         if ci is not None:
             ax_b.axhspan(ci[0], ci[1], color="tab:red" if name else "0.3", alpha=0.12, lw=0)
+    if np.ptp(np.append(diff, 0.0)) < 1e-9:  # perfect agreement: show a readable zero line
+        scale = max(0.01 * float(np.abs(mean).max(initial=0.0)), 1e-3)
+        ax_b.set_ylim(-scale, scale)
     note = "" if not ba.notes else f" ({ba.notes[0]})"
     ax_b.set_title(f"B  Bland-Altman, {level} % limits and CIs (bands){note}", fontsize=9)
     ax_b.set_xlabel(f"mean of reference and prediction ({unit})")

@@ -78,6 +78,7 @@ def untrained_model(root: Path, plans_name: str, device: str) -> str:
     dataset_json = json.loads((pre / "dataset.json").read_text())
     trainer = nnUNetTrainer({**plans, "continue_training": False}, "3d_fullres", 0, dataset_json, device=torch.device(device))
     trainer.initialize()
+    trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()  # sets the mirroring axes used by --tta
     folder = root / "results" / DATASET / f"nnUNetTrainer__{plans_name}__3d_fullres"
     (folder / "fold_0").mkdir(parents=True, exist_ok=True)
     shutil.copy(pre / f"{plans_name}.json", folder / "plans.json")

@@ -3,10 +3,11 @@ volumes only, with references (tables, figures, report), small n, and bad input.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
-import subprocess
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +43,24 @@ def _write(folder: Path, cases: dict[str, np.ndarray], geometry=None, dataset_js
     return folder
 
 
-def _run(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).with_name("nnunet-tavr")), "cardiac", *map(str, args), "--quiet"],
-                          capture_output=True, text=True)
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _run(*args) -> Result:
+    """``nnunet-tavr cardiac ARGS`` in this process (the CLI's own entry point and error handling)."""
+    from nnunet_tavr.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(["cardiac", *map(str, args), "--quiet"])
+        except SystemExit as exc:  # argparse refusing an option
+            code = exc.code
+    return Result(code, out.getvalue(), err.getvalue())
 
 
 def _rows(path: Path) -> list[dict]:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -49,11 +47,10 @@ def _expected_classes(subject: Path) -> dict[str, np.ndarray]:
 
 
 def test_convert_writes_an_nnunet_dataset_and_drops_with_reasons(phantoms, tmp_path):
+    from nnunet_tavr.cli import main
+
     raw = tmp_path / "raw"
-    cmd = [str(Path(sys.executable).with_name("nnunet-tavr")), "convert", str(phantoms), "--scheme", "heart", "-d", "304",
-           "--raw", str(raw), "--quiet"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    assert main(["convert", str(phantoms), "--scheme", "heart", "-d", "304", "--raw", str(raw), "--quiet"]) == 0
     folder = raw / "Dataset304_Heart"
     labels = json.loads((folder / "dataset.json").read_text())["labels"]
     assert list(labels) == ["background", *DEFAULT_STRUCTURES] and list(labels.values()) == list(range(10))

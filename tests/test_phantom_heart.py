@@ -6,14 +6,12 @@ scheme's mapping."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from nnunet_tavr.phantom import make_subject, write_dataset
+from nnunet_tavr.phantom import MASK_NAMES, make_subject, write_dataset
 from nnunet_tavr.phantom.heart import HEART_MASK_NAMES
 
 GRID_3MM = dict(shape=(100, 80, 80), spacing=3.0)
@@ -68,10 +66,10 @@ def test_multilabel_file_holds_the_masks_under_the_task_ids(written):
 
 def test_cardiac_reads_totalsegmentator_cases_through_the_heart_mapping(written, tmp_path):
     """``nnunet-tavr cardiac`` on the phantom folder (TotalSegmentator layout) gives the truth."""
+    from nnunet_tavr.cli import main
+
     out = tmp_path / "cardiac"
-    cmd = [str(Path(sys.executable).with_name("nnunet-tavr")), "cardiac", str(written), "-o", str(out), "--quiet"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    assert main(["cardiac", str(written), "-o", str(out), "--quiet"]) == 0
     truth = json.loads((written / "s0000" / "truth.json").read_text())
     record = json.loads((out / "volumes.json").read_text())["cases"][0]
     for name, true_ml in truth["heart_volumes_ml"].items():
@@ -83,13 +81,16 @@ def test_cardiac_reads_totalsegmentator_cases_through_the_heart_mapping(written,
 def test_truth_does_not_depend_on_the_grid_or_the_rotation(written):
     """The construction volumes are those of the continuous shapes: the same on a 3 mm grid, and
     rotated on an anisotropic one (the aorta, a voxel count, aside)."""
-    fine = json.loads((written / "s0000" / "truth.json").read_text())["heart_mask_volumes_ml"]  # seed 4, 1.5 mm
-    coarse = make_subject(4, heart_chambers=True, **GRID_3MM).truth["heart_mask_volumes_ml"]
-    turned = make_subject(4, heart_chambers=True, shape=(90, 96, 96), spacing=(3.3, 2.5, 2.5),
+    truth = json.loads((written / "s0000" / "truth.json").read_text())
+    fine, seed = truth["heart_mask_volumes_ml"], truth["seed"]  # 1.5 mm
+    coarse = make_subject(seed, heart_chambers=True, **GRID_3MM).truth["heart_mask_volumes_ml"]
+    turned = make_subject(seed, heart_chambers=True, shape=(90, 96, 96), spacing=(3.3, 2.5, 2.5),
                           rotation_deg=(8.0, -12.0, 15.0)).truth["heart_mask_volumes_ml"]
     for name in HEART_MASK_NAMES + ("heart_ventricle_left", "heart_myocardium"):
-        assert coarse[name] == pytest.approx(fine[name], rel=0.01), name
-        assert turned[name] == pytest.approx(fine[name], rel=0.01), name
+        # the SVC leans on the aorta, which claims whole voxels: its share there follows the grid (~1 %)
+        tolerance = 0.015 if name == "superior_vena_cava" else 0.006
+        assert coarse[name] == pytest.approx(fine[name], rel=tolerance), name
+        assert turned[name] == pytest.approx(fine[name], rel=tolerance), name
 
 
 #: Pairs of structures a heart has in contact, and the LV cavity's only neighbours.
@@ -195,3 +196,19 @@ def test_shapes_integrate_their_analytic_volumes_below_the_voxel():
     # precedence is exact: a shape without the one before it keeps the rest of its volume
     without = Difference(half_ball, Ellipsoid(centre, np.eye(3), (10.0, 10.0, 10.0)))
     assert measure(without, canvas, paint(without, canvas)) == pytest.approx(2 / 3 * np.pi * (15**3 - 10**3), rel=0.005)
+
+
+def test_rerun_resumes_and_a_changed_option_rewrites(tmp_path):
+    write_dataset(tmp_path, 1, seed=5, heart_chambers=True, progress=False, **GRID_3MM)
+    truth = tmp_path / "s0000" / "truth.json"
+    stamp = truth.stat().st_mtime_ns
+    write_dataset(tmp_path, 1, seed=5, heart_chambers=True, progress=False, **GRID_3MM)
+    assert truth.stat().st_mtime_ns == stamp  # complete with the same options: kept
+    write_dataset(tmp_path, 1, seed=5, heartchambers_highres=True, progress=False, **GRID_3MM)
+    assert (tmp_path / "s0000" / "heartchambers_highres.nii.gz").is_file()
+    write_dataset(tmp_path, 1, seed=5, progress=False, **GRID_3MM)
+    assert "heart_volumes_ml" not in json.loads(truth.read_text())
+    # the heart's masks and multilabel file of the earlier write are gone
+    written = {p.name for p in (tmp_path / "s0000" / "segmentations").iterdir()}
+    assert written == {f"{name}.nii.gz" for name in MASK_NAMES}
+    assert not (tmp_path / "s0000" / "heartchambers_highres.nii.gz").exists()

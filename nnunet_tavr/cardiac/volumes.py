@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from nnunet_tavr.errors import GridMismatch, InputError, MissingFile
-from nnunet_tavr.totalseg import image_stem, list_images
+from nnunet_tavr.totalseg import IMAGE_ENDINGS, image_stem, list_images
 
 
 @dataclass(frozen=True)
@@ -110,8 +110,7 @@ def open_folder(folder: str | os.PathLike) -> SegmentationFolder:
     _, sources = discover_cases(folder)
     sources = [s for s in sources if s.problem is None]
     if not sources:
-        raise MissingFile(f"{folder} holds no label maps ({', '.join(e for e in ('.nii.gz', '.nii', '.nrrd', '.mha'))}) "
-                          "and no TotalSegmentator case folders")
+        raise MissingFile(f"{folder} holds no label maps ({', '.join(IMAGE_ENDINGS)}) and no TotalSegmentator case folders")
     scheme = HeartScheme()
     cases = {s.case_id: (lambda s=s: _totalseg_case(scheme, s)) for s in sources}
     return SegmentationFolder(folder, "totalsegmentator", cases, classes={k: v for k, v in scheme.labels().items() if v})

@@ -10,8 +10,9 @@ Masks carry TotalSegmentator's names: the v1 chamber names (``heart_atrium_left`
 masks exist already) and the v2 vessel names (``pulmonary_vein``, ``superior_vena_cava``,
 ``atrial_appendage_left``).
 
-Precedence: the aorta wins every voxel, then the left ventricle and its myocardium, then
-:data:`ORDER` (earlier wins). Voxels outside the field of view belong to nothing.
+Precedence: the aorta wins every voxel, then the left ventricle and its myocardium, then the
+layers of :func:`~nnunet_tavr.phantom.heart_anatomy.heart_shapes` in their order (earlier wins).
+Voxels outside the field of view belong to nothing.
 
 Truth (``truth.json``)
 ----------------------

@@ -18,16 +18,19 @@ has LA 88 ml, RA 83 ml, RV cavity 47 ml, PA 60 ml, PV 12 ml, SVC 15 ml, LV myoca
   up and back along the left of the ascending aorta, bifurcating under the arch into a left
   branch (over to the left, in front of the descending aorta) and a right branch (behind the
   ascending aorta);
+- **left ventricle's base**: the existing ventricle ends flat and open at the annulus plane; a
+  myocardial cap (:data:`BASE_CAP_MM` thick) closes it except for the aortic root and the mitral
+  orifice, so the cavity touches only the aorta, the myocardium and the left atrium;
 - **left atrium**: an ellipsoid behind the aortic root, above the left ventricle's base and in
-  front of the descending aorta, whose floor reaches the ventricle's open base (mitral orifice);
-  the **left atrial appendage** is a tapered finger from its anterior-left side towards the left
-  of the pulmonary trunk;
+  front of the descending aorta, with a funnel down to the mitral orifice (behind and left of the
+  aortic valve, in the annulus plane); the **left atrial appendage** is a tapered finger from its
+  anterior-left side towards the left of the pulmonary trunk;
 - **pulmonary veins**: four tubes (superior and inferior, left and right) entering the left
   atrium from behind and the side;
-- **right atrium**: an ellipsoid to the right, meeting the right ventricle's base (tricuspid
-  orifice), with its appendage as an anterior lobe;
-- **superior vena cava**: a tube from the right atrium's roof up, to the right of the ascending
-  aorta;
+- **right atrium**: an ellipsoid to the right, joined to the right ventricle's base by a short
+  tube (the tricuspid orifice), with its appendage as an anterior lobe;
+- **superior vena cava**: a tube from the right atrium's roof up, against the right-posterior side
+  of the ascending aorta;
 - **papillary muscles**: two ellipsoids on the left ventricle's free wall; they belong to the
   myocardium, not to the cavity (the seed paper's protocol).
 """

@@ -27,6 +27,8 @@ def write_subject(phantom: Phantom, subject_dir: str | Path) -> Path:
 
     subject_dir = Path(subject_dir)
     geometry = phantom.geometry
+    (subject_dir / TRUTH_JSON).unlink(missing_ok=True)  # incomplete until truth.json is written again
+    _remove_stale(subject_dir, phantom)
     write_array(phantom.ct, geometry, subject_dir / f"{CT_STEM}.nii.gz")
     # MASK_NAMES first, then any opt-in builder's masks (e.g. the aortic_sinuses ones) in their order
     for name in [*MASK_NAMES, *(n for n in phantom.masks if n not in MASK_NAMES)]:
@@ -35,6 +37,20 @@ def write_subject(phantom: Phantom, subject_dir: str | Path) -> Path:
         write_array(multilabel_array(phantom.masks, task), geometry, subject_dir / f"{task}.nii.gz")
     write_json(phantom.truth, subject_dir / TRUTH_JSON)  # written last: marks the subject complete
     return subject_dir
+
+
+def _remove_stale(subject_dir: Path, phantom: Phantom) -> None:
+    """Delete the masks and multilabel files an earlier write with other options left behind (a
+    subject rewritten without the heart chambers must not keep their masks)."""
+    from nnunet_tavr.totalseg import TASKS
+
+    masks = subject_dir / SEGMENTATIONS_DIR
+    if masks.is_dir():
+        for path in masks.glob("*.nii.gz"):
+            if path.name[: -len(".nii.gz")] not in phantom.masks:
+                path.unlink()
+    for task in set(TASKS) - set(phantom.multilabel):
+        (subject_dir / f"{task}.nii.gz").unlink(missing_ok=True)
 
 
 def multilabel_array(masks: dict[str, np.ndarray], task: str) -> np.ndarray:

@@ -7,9 +7,12 @@ with a seeded train/val/test split and a manifest of every kept and dropped case
   nnunet-tavr convert -d 301 --install-splits                  # splits_final.json -> $nnUNet_preprocessed
   nnunet-tavr convert CASES --scheme import --labels LABELS_DIR --mapping map.json -d 302
                                                                # your label maps (released pseudo-labels, MM-WHS, ...)
+  nnunet-tavr convert TOTALSEG_DIR --scheme heart -d 304 --crop-margin-mm 20   # seed 004's whole heart
 
 Schemes: tavr (default; the paper's 7 classes derived by rule), import (existing label maps and a
-label mapping), fluoro (angiography frames of 'nnunet-tavr fluoro', grouped by patient). A case is kept when its scheme can make it; dropped cases are listed in
+label mapping), fluoro (angiography frames of 'nnunet-tavr fluoro', grouped by patient), hinge
+(aortic-valve hinge points as labelled spheres), heart (seed 004's whole heart from TotalSegmentator
+masks; docs/cardiac.md). A case is kept when its scheme can make it; dropped cases are listed in
 manifest.csv with the reason. Reruns skip finished cases and redo broken ones. Test cases go to
 imagesTs/labelsTs; folds 0-4 of splits_final.json are a 5-fold CV over train+val (grouped by
 patient where a scheme makes several cases per patient), fold 5 is the paper's single split.

@@ -14,6 +14,7 @@ scheme      dataset                                                 module
 ``import``  CT + an existing label map + a label mapping (JSON)    :mod:`.schemes.imported`
 ``fluoro``  2-D angiography frames of ``nnunet-tavr fluoro``        :mod:`.schemes.fluoro`
 ``hinge``   aortic-valve hinge points as labelled spheres (315)     :mod:`.schemes.hinge`
+``heart``   seed 004's whole heart from TotalSegmentator (304)     :mod:`.schemes.heart`
 =========== ====================================================== ==================================
 
 Adding a dataset is adding a scheme: a subclass with its class attributes and ``convert_case``,
@@ -39,6 +40,7 @@ SCHEMES: dict[str, str] = {
     "import": "nnunet_tavr.dataset_conversion.schemes.imported:ImportScheme",
     "fluoro": "nnunet_tavr.dataset_conversion.schemes.fluoro:FluoroScheme",
     "hinge": "nnunet_tavr.dataset_conversion.schemes.hinge:HingeScheme",
+    "heart": "nnunet_tavr.dataset_conversion.schemes.heart:HeartScheme",
 }
 
 

@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("nnunet_tavr.evaluation.cli", "compare trainers across folds (Dice, IoU, ASSD, HD95, CIs, tests)"),
     "measure": ("nnunet_tavr.measurement.cli", "TAVR measurements (annulus, root, aorta, iliac access) from a segmentation"),
     "landmarks": ("nnunet_tavr.landmarks.cli", "hinge points (world mm) from nnU-Net predictions; errors against a reference"),
+    "cardiac": ("nnunet_tavr.cardiac.cli", "chamber volumes, LV mass and their agreement (Dice, Bland-Altman, r) on heart segmentations"),
     "demo": ("nnunet_tavr.demo", "run the whole pipeline on built-in phantom data"),
 }
 

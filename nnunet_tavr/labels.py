@@ -70,6 +70,16 @@ COLOURS: dict[str, tuple[float, float, float]] = {
     "RCC": (0.95, 0.25, 0.25),
     "LCC": (0.25, 0.55, 1.00),
     "NCC": (1.00, 0.80, 0.10),
+    # whole heart (the heart scheme, seed 004): left heart warm, right heart cool
+    "pulmonary_veins": (0.80, 0.45, 0.70),
+    "left_atrium": (0.95, 0.80, 0.25),
+    "left_ventricle_cavity": (0.96, 0.62, 0.20),
+    "left_ventricle_myocardium": (0.70, 0.25, 0.15),
+    "coronary_sinus": (0.55, 0.35, 0.20),
+    "superior_vena_cava": (0.45, 0.75, 0.95),
+    "right_atrium": (0.20, 0.50, 0.90),
+    "right_ventricle_cavity": (0.30, 0.30, 0.80),
+    "pulmonary_artery": (0.55, 0.30, 0.85),
 }
 
 #: Colour of a class this table does not know (a user's own label map).

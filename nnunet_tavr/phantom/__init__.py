@@ -17,6 +17,13 @@ With ``--calcium`` (``make_subject(calcium=True)``) subjects also have calcified
 plaques on the valve, annulus, LVOT, aortic root, aorta and iliac arteries, listed in
 ``truth.json["calcium"]``, and a contrast lumen of 200-550 HU that varies between subjects.
 
+With ``--heart-chambers`` (``make_subject(heart_chambers=True)``) the heart is whole: right
+ventricle, both atria, left atrial appendage, pulmonary artery and veins, superior vena cava and
+papillary muscles, with TotalSegmentator's mask names (``heart_atrium_left``, ``heart_ventricle_right``,
+``pulmonary_artery``, ``pulmonary_vein``, ``superior_vena_cava``, ``atrial_appendage_left``, ...),
+their true volumes and the LV mass in ``truth.json``; ``--heartchambers-highres`` also writes
+``s0000/heartchambers_highres.nii.gz`` (TotalSegmentator's multilabel file). See docs/cardiac.md.
+
 Arrays are (z, y, x) with z pointing superior, y posterior and x to the patient's left; all truth
 coordinates are in the arrays' physical frame (index * spacing, mm, (z, y, x) order).
 
@@ -44,6 +51,9 @@ contributes to ``truth.json``, and auxiliary arrays for the builders and rules a
   or pelvis-less field of view), ``background`` (air, body, lungs, spine, noise and the CT
   intensities of every structure), ``calcium`` (opt-in: nodules, plaques and the contrast they
   are judged against; own generator, builder id 18).
+- ``heart`` (opt-in, ``heart_anatomy`` for the layout): the other chambers and great vessels;
+  ``shapes``: solids given in mm, painted at voxel centres and integrated below the voxel (the
+  true volumes).
 - ``label_map``: the 7-class TAVR label map by construction (valve and annulus rules, exactly).
 - ``subject``: :func:`make_subject` composes the builders into a :class:`Phantom`.
 - ``writer``: :func:`write_subject` and :func:`write_dataset` (resumable, ``meta.csv``).

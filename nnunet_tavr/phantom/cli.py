@@ -31,6 +31,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-iliacs", type=at_least(0), nargs="*", default=[], metavar="I", help="subject indices without iliac arteries")
     parser.add_argument("--calcium", action="store_true", help="calcified nodules and plaques (valve, annulus, LVOT, root, aorta, iliacs) and a contrast lumen of 200-550 HU; true voxels in calcium_truth.nii.gz, nodules in truth.json")
     parser.add_argument("--calcium-free", type=at_least(0), nargs="*", default=[], metavar="I", help="with --calcium: subject indices with the calcium contrast but no nodule")
+    parser.add_argument("--heart-chambers", action="store_true", help="the whole heart: RV, atria, LA appendage, pulmonary artery and veins, SVC, papillary muscles, true volumes and LV mass in truth.json")
+    parser.add_argument("--heartchambers-highres", action="store_true", help="also write TotalSegmentator's heartchambers_highres multilabel file; implies --heart-chambers")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -52,8 +54,12 @@ def main(args: argparse.Namespace) -> int:
     spacing = args.spacing[0] if len(args.spacing) == 1 else tuple(args.spacing)
     ids = write_dataset(args.out_dir, args.num_subjects, args.seed, tuple(args.shape), spacing, args.no_heart, args.no_iliacs,
                         calcium=args.calcium, calcium_free=args.calcium_free,
-                        cusps=args.cusps, aortic_sinuses=args.aortic_sinuses)
+                        cusps=args.cusps, aortic_sinuses=args.aortic_sinuses,
+                        heart_chambers=args.heart_chambers, heartchambers_highres=args.heartchambers_highres)
     print(f"wrote {len(ids)} subjects to {args.out_dir} (TotalSegmentator layout, truth.json per subject)")
-    calcium = " --calcium" if args.calcium else ""
-    print(f"next: nnunet-tavr derive {args.out_dir / ids[0]} -o labels.nii.gz{calcium}   or   nnunet-tavr convert {args.out_dir} -d 301{calcium}")
+    if args.heart_chambers or args.heartchambers_highres:
+        print(f"next: nnunet-tavr convert {args.out_dir} --scheme heart -d 304   or   nnunet-tavr cardiac {args.out_dir} -o volumes/")
+    else:
+        calcium = " --calcium" if args.calcium else ""
+        print(f"next: nnunet-tavr derive {args.out_dir / ids[0]} -o labels.nii.gz{calcium}   or   nnunet-tavr convert {args.out_dir} -d 301{calcium}")
     return 0

@@ -33,6 +33,8 @@ class Phantom:
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
     #: uint16 (z, y, x) id of the calcium nodule of every true calcium voxel (``calcium=True`` only)
     calcium: np.ndarray | None = None
+    #: TotalSegmentator tasks whose multilabel file is written too (``<task>.nii.gz`` beside the CT)
+    multilabel: tuple[str, ...] = ()
 
     @property
     def geometry(self):
@@ -59,6 +61,8 @@ def make_subject(
     calcium_nodules: int | None = None,
     cusps: bool = False,
     aortic_sinuses: bool = False,
+    heart_chambers: bool = False,
+    heartchambers_highres: bool = False,
 ) -> Phantom:
     """Build one subject in memory.
 
@@ -95,6 +99,13 @@ def make_subject(
     aortic_sinuses : bool
         Also write TotalSegmentator's ``aortic_sinuses`` masks (the three cusps and the LVOT);
         implies ``cusps``.
+    heart_chambers : bool
+        The whole heart (:mod:`nnunet_tavr.phantom.heart`): right ventricle, atria, left atrial
+        appendage, pulmonary artery and veins, superior vena cava, papillary muscles, with their
+        true volumes and the LV mass in ``truth.json``. Off: the subject is byte-identical to before.
+    heartchambers_highres : bool
+        Also write TotalSegmentator's ``heartchambers_highres`` multilabel file; implies
+        ``heart_chambers``.
 
     Returns
     -------
@@ -127,6 +138,13 @@ def make_subject(
         aorta_part[cusp.aux["lobes"]] = AORTA_PARTS["root"]
         structures, extra = structures + (cusp,), [cusp]
     masks = union_of_masks(canvas, structures)
+    heart_chambers = bool(heart_chambers or heartchambers_highres)
+    if heart_chambers:  # opt-in builder with its own generator (the aorta and the LV keep their voxels)
+        from nnunet_tavr.phantom.heart import add_heart, paint_heart, paint_heart_intensities
+
+        heart_structure = paint_heart(frame, prm, canvas, seed, aorta_part > 0, ventricle, fov.aux["cut"])
+        masks = add_heart(masks, heart_structure)
+        extra.append(heart_structure)
     sinus_masks = cusp.aux["sinuses"] if cusps and aortic_sinuses else {}
     cut_to_field_of_view([*masks.values(), aorta_part, *sinus_masks.values()], fov.aux["cut"])
 
@@ -135,6 +153,8 @@ def make_subject(
         calcium_rng = calcium_generator(seed)
         contrast = draw_contrast(calcium_rng)
         prm = replace(prm, contrast_hu=contrast.lumen_hu)
+    if heart_chambers:
+        paint_heart_intensities(background, masks, heart_structure, frame, prm, noise_hu)
     intensities = render_ct(rng, background.aux["ct"], masks, prm, fov.aux["cut"], noise_hu)
     labels = tavr_labels(canvas, masks, aorta_part, root, ventricle, heart)
     if calcium:
@@ -150,11 +170,14 @@ def make_subject(
     }
     if cusps:  # recorded only when on, so that subjects without them keep their truth.json
         header.update(cusps=True, aortic_sinuses=bool(aortic_sinuses))
+    if heart_chambers:
+        header.update(heart_chambers=True, heartchambers_highres=bool(heartchambers_highres))
     # truth.json lists the builders' keys in this order (that of the files written so far).
     truth = merge_truth(header, [fov, root, ventricle, curved, iliac, intensities, *extra])
     return Phantom(ct=intensities.aux["ct"], masks={**masks, **sinus_masks}, labels=labels, aorta_part=aorta_part,
                    spacing=tuple(frame.spacing.tolist()), truth=truth, origin=origin,
-                   calcium=extra[-1].aux["ids"] if calcium else None)
+                   calcium=extra[-1].aux["ids"] if calcium else None,
+                   multilabel=("heartchambers_highres",) if heartchambers_highres else ())
 
 
 def compose_aorta_parts(curved: Structure, root: Structure) -> np.ndarray:

@@ -353,3 +353,13 @@ def test_hostile_helpers_detect_what_they_claim(sandbox, capsys):
     assert listing(sandbox, skip=sandbox / "out") != before
     with pytest.raises(AssertionError):
         hostile(sandbox, ["phantom", f"{S}/out/ph", "-n", "0"], capsys, 0)
+
+
+def test_phantom_never_overwrites_a_subject_it_did_not_make(sandbox, capsys):
+    foreign = sandbox / "out" / "ts" / "s0000"
+    foreign.mkdir(parents=True)
+    shutil.copy(sandbox / "data" / "labels.nii.gz", foreign / "ct.nii.gz")  # somebody's CT, no phantom truth.json
+    before = (foreign / "ct.nii.gz").read_bytes()
+    hostile(sandbox, ["phantom", f"{S}/out/ts", "-n", "1", "--shape", "48", "40", "40", "--spacing", "6"], capsys, 2,
+            "did not write", allowed=sandbox / "nowhere")
+    assert (foreign / "ct.nii.gz").read_bytes() == before

@@ -185,3 +185,17 @@ def test_cli_help_shows_the_layout_but_not_the_developer_notes():
     assert parser.description.startswith("Write synthetic TotalSegmentator-like subjects")
     assert "OUT_DIR/s0000/truth.json" in parser.description
     assert "Package structure" not in parser.description and "BUILDER_ID" not in parser.description
+
+
+def test_every_opt_in_builder_together():
+    """Cusps, the whole heart and calcium compose: each keeps its truth keys and masks."""
+    from nnunet_tavr.phantom import make_subject
+
+    both = make_subject(21, shape=(100, 80, 80), spacing=3.0, cusps=True, aortic_sinuses=True, heart_chambers=True, calcium=True)
+    for key in ("hinge_points", "calcium", "heart_chambers"):
+        assert key in both.truth, key
+    for name in ("right_coronary_cusp", "heart_atrium_left", "heart_ventricle_right", "aorta"):
+        assert both.masks[name].any(), name
+    assert both.calcium is not None and both.calcium.any()
+    alone = make_subject(21, shape=(100, 80, 80), spacing=3.0, cusps=True)
+    assert alone.truth["hinge_points"] == both.truth["hinge_points"]  # builders do not disturb each other

@@ -63,10 +63,13 @@ class SingleOutputMixin:
         self.enable_deep_supervision = False
 
     def set_deep_supervision_enabled(self, enabled: bool) -> None:
-        """Nothing to switch: the network has a single output.  Asking for deep supervision is an error."""
-        if enabled:
-            raise RuntimeError(f"{type(self).__name__}: this network has one output; deep supervision "
-                               "cannot be enabled")
+        """Nothing to switch: the network has a single output.
+
+        nnU-Net calls it with ``False`` before the fold validation and with ``True`` after it (to
+        restore training mode, in ``nnUNetv2_train`` and ``--val`` alike): both are no-ops, as in
+        nnU-Net's own single-output trainers. The loss and the targets follow
+        ``enable_deep_supervision``, which stays ``False``.
+        """
 
 
 class SwinUNETRMixin(SingleOutputMixin):

@@ -52,8 +52,87 @@ def test_class_attributes_are_the_papers(lookup):
     assert isinstance(inspect.getattr_static(focal_sr, "recall_gamma"), property)
     for name in LOSS_TRAINERS:
         assert ("SkeletonRecallMixin" in _mro_names(lookup(name))) == (name in SR_TRAINERS), name
-    smoke = lookup("nnUNetTrainerFocalSR_smoke")
-    assert (smoke.num_epochs, smoke.num_iterations_per_epoch, smoke.num_val_iterations_per_epoch) == (2, 3, 2)
+
+
+def _trainer_names(suffix=""):
+    """Every trainer class (name ending in ``suffix``) defined in the folder ``$nnUNet_extTrainer`` points at."""
+    import importlib
+    import pkgutil
+
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    names = set()
+    for module in pkgutil.iter_modules([str(trainer_folder())]):
+        found = vars(importlib.import_module(f"nnunet_tavr.trainers.variants.{module.name}"))
+        names |= {n for n, obj in found.items() if n.endswith(suffix) and isinstance(obj, type)
+                  and issubclass(obj, nnUNetTrainer) and obj is not nnUNetTrainer}
+    return sorted(names)
+
+
+def _parameters(function):
+    # names, kinds and defaults (annotations are strings in modules with postponed evaluation)
+    return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
+
+
+def test_every_trainer_keeps_nnunets_init_signature(lookup):
+    """nnU-Net re-creates a trainer from its checkpoint with the recorded ``__init__`` arguments."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    names = _trainer_names()
+    assert len(names) > 30
+    for name in names:
+        assert _parameters(lookup(name).__init__) == _parameters(nnUNetTrainer.__init__), name
+
+
+def test_every_smoke_trainer_means_the_same(lookup):
+    """``_smoke`` is one definition (schedules.Smoke) for loss, architecture and nnU-Net's default trainer."""
+    from nnunet_tavr.trainers.schedules import NoTestTimeMirroring, Smoke, ValidateOnDemand
+
+    names = _trainer_names("_smoke")
+    # nnUNetTrainer, the 5 loss trainers and the 2 architectures x 6 losses
+    assert len(names) == 1 + 5 + 12 and "nnUNetTrainer_smoke" in names and "nnUNetTrainerVNet_smoke" in names
+    for name in names:
+        cls = lookup(name)  # nnU-Net's own lookup finds it, by name, through $nnUNet_extTrainer
+        assert issubclass(cls, Smoke), name
+        assert (cls.num_epochs, cls.num_iterations_per_epoch, cls.num_val_iterations_per_epoch) == (2, 3, 2), name
+        # the hooks that decide mirroring and the fold validation are Smoke's, not overridden later
+        assert (cls.configure_rotation_dummyDA_mirroring_and_inital_patch_size
+                is NoTestTimeMirroring.configure_rotation_dummyDA_mirroring_and_inital_patch_size), name
+        assert cls.perform_actual_validation is ValidateOnDemand.perform_actual_validation, name
+        assert cls.on_train_end is ValidateOnDemand.on_train_end, name
+        # the network at its smallest width where the trainer sets one
+        if "SwinUNETR" in name:
+            assert cls.network_kwargs["feature_size"] == 12, name
+
+
+def test_validate_on_demand_skips_only_right_after_training():
+    from nnunet_tavr.trainers.schedules import ValidateOnDemand
+
+    class Recorder:
+        def __init__(self):
+            self.calls, self.log = [], []
+
+        def on_train_end(self):
+            self.calls.append("train_end")
+
+        def perform_actual_validation(self, save_probabilities=False):
+            self.calls.append(("validate", save_probabilities))
+
+        def print_to_log_file(self, *args, **kwargs):
+            self.log.append(" ".join(map(str, args)))
+
+    class Trainer(ValidateOnDemand, Recorder):
+        pass
+
+    # nnUNetv2_train --val --npz: checkpoint loaded, no training in this process -> nnU-Net's validation
+    on_demand = Trainer()
+    on_demand.perform_actual_validation(True)
+    assert on_demand.calls == [("validate", True)] and on_demand.log == []
+    # nnUNetv2_train: run_training (ending in on_train_end), then the validation nnU-Net asks for -> skipped
+    trained = Trainer()
+    trained.on_train_end()
+    trained.perform_actual_validation(False)
+    assert trained.calls == ["train_end"] and "skipped" in trained.log[0] and "--val" in trained.log[0]
 
 
 @pytest.mark.parametrize("ds_scales", [[[1, 1, 1], [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]], None])
@@ -239,6 +318,9 @@ def test_smoke_schedule(lookup, nnunet_env):
     *_, mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
     assert mirror_axes == (0, 1, 2)  # training augmentation unchanged
     assert trainer.inference_allowed_mirroring_axes is None  # no test-time mirroring in smoke runs
+    parent = _trainer(lookup("nnUNetTrainerFocalSR"), nnunet_env)
+    parent.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    assert parent.inference_allowed_mirroring_axes == (0, 1, 2)
 
 
 def test_sr_trainer_without_deep_supervision(lookup, nnunet_env):
@@ -314,6 +396,10 @@ def test_nnunetv2_train_and_predict_with_focal_sr(nnunet_env, tmp_path):
     assert (out / "checkpoint_final.pth").is_file()
     # nnU-Net's debug.json records the loss the run actually used
     assert "SegAndSkeletonLoss" in json.loads((out / "debug.json").read_text())["loss"]
+    # a smoke run ends after training, and says how to validate (nnUNetv2_train ... --val, in test_compare)
+    assert not (out / "validation" / "summary.json").exists()
+    log = "".join(p.read_text() for p in out.glob("training_log_*.txt"))
+    assert "fold validation skipped after training" in log and "--val" in log
 
     images = sorted((tree.raw / tree.dataset_name / "imagesTr").glob("*_0000.nii.gz"))[:2]
     inp, pred = tmp_path / "in", tmp_path / "pred"

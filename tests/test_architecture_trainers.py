@@ -249,9 +249,12 @@ def test_nnunetv2_train_and_predict(tree, arch, tmp_path):
     import SimpleITK as sitk
 
     trainer = f"nnUNetTrainer{arch}FocalSR_smoke"
-    train = ["nnUNetv2_train", str(tree.dataset_id), "3d_fullres", "0", "-p", tree.plans, "-tr", trainer, "-device", "cpu"]
+    fold = "3"  # one validation case (the others have two): half the cost of the --val below
+    splits = json.loads((tree.preprocessed / tree.dataset_name / "splits_final.json").read_text())
+    assert len(splits[int(fold)]["val"]) == 1
+    train = ["nnUNetv2_train", str(tree.dataset_id), "3d_fullres", fold, "-p", tree.plans, "-tr", trainer, "-device", "cpu"]
     tree.run(*train, timeout=900)
-    out = tree.results / tree.dataset_name / f"{trainer}__{tree.plans}__3d_fullres" / "fold_0"
+    out = tree.results / tree.dataset_name / f"{trainer}__{tree.plans}__3d_fullres" / f"fold_{fold}"
     assert (out / "checkpoint_final.pth").is_file()
     assert not (out / "validation" / "summary.json").exists()  # _smoke: validation on demand (--val)
     debug = json.loads((out / "debug.json").read_text())
@@ -272,7 +275,7 @@ def test_nnunetv2_train_and_predict(tree, arch, tmp_path):
     pred = tmp_path / "pred"
     # without --disable_tta: the checkpoint allows no mirroring (the mirrored sliding window runs in-process above)
     proc = tree.run("nnUNetv2_predict", "-i", str(image.parent), "-o", str(pred), "-d", str(tree.dataset_id),
-                    "-c", "3d_fullres", "-f", "0", "-p", tree.plans, "-tr", trainer, "-device", "cpu",
+                    "-c", "3d_fullres", "-f", fold, "-p", tree.plans, "-tr", trainer, "-device", "cpu",
                     "-npp", "1", "-nps", "1", "--verbose", timeout=900)
     assert "mirror_axes: None" in proc.stdout
     seg = sitk.ReadImage(str(pred / image.name.replace("_0000.nii.gz", ".nii.gz")))

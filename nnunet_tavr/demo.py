@@ -217,9 +217,7 @@ class Pipeline:
             self.stage(
                 f"train {trainer}",
                 done=(folder / "checkpoint_final.pth").is_file() and (folder / "validation" / "summary.json").is_file(),
-                action=lambda t=trainer, e=epochs: self.run_cmd(f"train_{t}", [
-                    "nnUNetv2_train", str(DATASET_ID), CONFIGURATION, "0", "-p", s.plans, "-tr", t, "-device", s.device,
-                ], progress=(r"Epoch (\d+)", e)),
+                action=lambda t=trainer, e=epochs: self._train(t, e),
                 detail=lambda f=folder: self._validation_dice(f),
                 outputs=lambda f=folder: [f],
             )
@@ -276,6 +274,14 @@ class Pipeline:
             write_tiny_plans(s.preprocessed / DATASET_NAME, configurations=(CONFIGURATION,))
         # Our seeded folds (test cases never in any fold) replace the ones nnU-Net would draw.
         self.run_cmd("plan_and_preprocess", ["nnunet-tavr", "convert", "-d", str(DATASET_ID), "-n", "TAVR", "--raw", str(s.raw), "--preprocessed", str(s.preprocessed), "--install-splits"])
+
+    def _train(self, trainer: str, epochs: int) -> None:
+        s = self.s
+        cmd = ["nnUNetv2_train", str(DATASET_ID), CONFIGURATION, "0", "-p", s.plans, "-tr", trainer, "-device", s.device]
+        self.run_cmd(f"train_{trainer}", cmd, progress=(r"Epoch (\d+)", epochs))
+        if trainer.endswith("_smoke"):
+            # _smoke trainers skip the fold validation after training; nnU-Net's --val runs it
+            self.run_cmd(f"train_{trainer}", [*cmd, "--val"])
 
     def _epochs(self, trainer: str) -> int:
         import importlib

@@ -132,9 +132,13 @@ def test_every_combination_runs_a_train_step_without_deep_supervision(lookup, tr
     assert trainer.enable_deep_supervision is False
     assert trainer._get_deep_supervision_scales() is None
     assert not isinstance(trainer.loss, DeepSupervisionWrapper)
-    trainer.set_deep_supervision_enabled(False)  # what nnU-Net calls: accepted, nothing to do
-    with pytest.raises(RuntimeError, match="one output"):
-        trainer.set_deep_supervision_enabled(True)
+    # nnU-Net switches deep supervision off before its fold validation and on again after it: nothing
+    # to switch on a single-output network, and nothing changes
+    state = {k: v.clone() for k, v in trainer.network.state_dict().items()}
+    trainer.set_deep_supervision_enabled(False)
+    trainer.set_deep_supervision_enabled(True)
+    assert trainer.enable_deep_supervision is False
+    assert all(torch.equal(v, trainer.network.state_dict()[k]) for k, v in state.items())
     if "SwinUNETR" in name:
         assert isinstance(trainer.optimizer, torch.optim.AdamW)
     else:
@@ -177,7 +181,8 @@ def test_swinunetr_schedule_is_warmup_then_cosine(lookup, tree):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_checkpoint_loads_in_nnunet_predictor(lookup, tree, arch, monkeypatch, tmp_path):
     """A checkpoint saved by the trainer is restored by ``nnUNetPredictor`` through ``$nnUNet_extTrainer``
-    alone (same weights, same outputs) and its sliding-window prediction runs on an odd-sized image."""
+    alone (same weights, same outputs) and its sliding-window prediction runs on an odd-sized image, with
+    and without test-time mirroring."""
     from batchgenerators.utilities.file_and_folder_operations import save_json
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
@@ -193,20 +198,31 @@ def test_checkpoint_loads_in_nnunet_predictor(lookup, tree, arch, monkeypatch, t
     save_json(trainer.dataset_json, f"{trainer.output_folder_base}/dataset.json", sort_keys=False)
     trainer.save_checkpoint(f"{trainer.output_folder}/checkpoint_final.pth")
 
-    # mirroring at prediction is exercised by nnUNetv2_predict in the slow test; here two tiles, no mirroring
-    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False, device=torch.device("cpu"),
+    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=True, device=torch.device("cpu"),
                                 perform_everything_on_device=False, allow_tqdm=False)
     predictor.initialize_from_trained_model_folder(trainer.output_folder_base, use_folds=(0,))
     assert predictor.trainer_name == name
-    assert predictor.allowed_mirroring_axes == (0, 1, 2)
+    assert predictor.allowed_mirroring_axes is None  # a _smoke checkpoint: no test-time mirroring
     trainer.network.eval()
     predictor.network.eval()
     x = torch.randn(1, 1, 32, 32, 32)
+    image = torch.randn(1, 32, 37, 32)  # two tiles
     with torch.no_grad():
         assert torch.allclose(predictor.network(x), trainer.network(x), atol=1e-5)
-        logits = predictor.predict_sliding_window_return_logits(torch.randn(1, 32, 37, 32))
+        logits = predictor.predict_sliding_window_return_logits(image)
     assert logits.shape == (trainer.label_manager.num_segmentation_heads, 32, 37, 32)
     assert torch.isfinite(logits).all()
+
+    # the mirrored sliding window of nnU-Net's predictor (which the parent trainers' checkpoints allow) on the
+    # same network; one mirror axis (2 passes per tile instead of 8) runs the same code
+    mirrored = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=True, device=torch.device("cpu"),
+                               perform_everything_on_device=False, allow_tqdm=False)
+    mirrored.manual_initialization(trainer.network, trainer.plans_manager, trainer.configuration_manager, None,
+                                   trainer.dataset_json, name, (1,))
+    with torch.no_grad():
+        mirrored_logits = mirrored.predict_sliding_window_return_logits(image)
+    assert mirrored_logits.shape == logits.shape and torch.isfinite(mirrored_logits).all()
+    assert not torch.allclose(mirrored_logits, logits, atol=1e-4)  # the flipped passes were averaged in
 
 
 # ------------------------------------------------------------------ the real commands
@@ -233,27 +249,37 @@ def test_nnunetv2_train_and_predict(tree, arch, tmp_path):
     import SimpleITK as sitk
 
     trainer = f"nnUNetTrainer{arch}FocalSR_smoke"
-    tree.run("nnUNetv2_train", str(tree.dataset_id), "3d_fullres", "0", "-p", tree.plans, "-tr", trainer,
-             "-device", "cpu", timeout=900)
-    out = tree.results / tree.dataset_name / f"{trainer}__{tree.plans}__3d_fullres" / "fold_0"
+    fold = "3"  # one validation case (the others have two): half the cost of the --val below
+    splits = json.loads((tree.preprocessed / tree.dataset_name / "splits_final.json").read_text())
+    assert len(splits[int(fold)]["val"]) == 1
+    train = ["nnUNetv2_train", str(tree.dataset_id), "3d_fullres", fold, "-p", tree.plans, "-tr", trainer, "-device", "cpu"]
+    tree.run(*train, timeout=900)
+    out = tree.results / tree.dataset_name / f"{trainer}__{tree.plans}__3d_fullres" / f"fold_{fold}"
     assert (out / "checkpoint_final.pth").is_file()
+    assert not (out / "validation" / "summary.json").exists()  # _smoke: validation on demand (--val)
     debug = json.loads((out / "debug.json").read_text())
     assert "SegAndSkeletonLoss" in debug["loss"] and debug["enable_deep_supervision"] == "False"
     assert "PadToMultiple" in debug["network"]
 
     checkpoint = torch.load(out / "checkpoint_final.pth", map_location="cpu", weights_only=False)
-    assert tuple(checkpoint["inference_allowed_mirroring_axes"]) == (0, 1, 2)
+    assert checkpoint["inference_allowed_mirroring_axes"] is None
+
+    if arch == "VNet":
+        # nnU-Net's fold validation, which ends by switching deep supervision back on. One architecture is
+        # enough (the single-output mixin is shared); a width-12 SwinUNETR validates the whole cases in minutes.
+        tree.run(*train, "--val", timeout=900)
+        assert "Dice" in json.loads((out / "validation" / "summary.json").read_text())["foreground_mean"]
 
     image = _small_image(tree, tmp_path / "in")
     ref = sitk.ReadImage(str(image))
-    for flags, name, axes in ((["--disable_tta"], "plain", "None"), ([], "mirrored", "(0, 1, 2)")):
-        pred = tmp_path / name
-        proc = tree.run("nnUNetv2_predict", "-i", str(image.parent), "-o", str(pred), "-d", str(tree.dataset_id),
-                        "-c", "3d_fullres", "-f", "0", "-p", tree.plans, "-tr", trainer, "-device", "cpu",
-                        "-npp", "1", "-nps", "1", "--verbose", *flags, timeout=900)
-        assert f"mirror_axes: {axes}" in proc.stdout
-        seg = sitk.ReadImage(str(pred / image.name.replace("_0000.nii.gz", ".nii.gz")))
-        assert seg.GetSize() == ref.GetSize()
-        np.testing.assert_allclose(seg.GetSpacing(), ref.GetSpacing(), rtol=1e-5)
-        np.testing.assert_allclose(seg.GetOrigin(), ref.GetOrigin(), atol=1e-4)
-        assert set(np.unique(sitk.GetArrayViewFromImage(seg)).tolist()) <= set(range(8))
+    pred = tmp_path / "pred"
+    # without --disable_tta: the checkpoint allows no mirroring (the mirrored sliding window runs in-process above)
+    proc = tree.run("nnUNetv2_predict", "-i", str(image.parent), "-o", str(pred), "-d", str(tree.dataset_id),
+                    "-c", "3d_fullres", "-f", fold, "-p", tree.plans, "-tr", trainer, "-device", "cpu",
+                    "-npp", "1", "-nps", "1", "--verbose", timeout=900)
+    assert "mirror_axes: None" in proc.stdout
+    seg = sitk.ReadImage(str(pred / image.name.replace("_0000.nii.gz", ".nii.gz")))
+    assert seg.GetSize() == ref.GetSize()
+    np.testing.assert_allclose(seg.GetSpacing(), ref.GetSpacing(), rtol=1e-5)
+    np.testing.assert_allclose(seg.GetOrigin(), ref.GetOrigin(), atol=1e-4)
+    assert set(np.unique(sitk.GetArrayViewFromImage(seg)).tolist()) <= set(range(8))

@@ -168,15 +168,18 @@ def test_end_to_end_two_smoke_trainers(tavr_nnunet, tmp_path):
     # Baseline vs focal loss: the cheapest pair of real trainers (no skeletons in the data loader).
     trainers = ["nnUNetTrainer_smoke", "nnUNetTrainerFocal_smoke"]
     results = tavr_nnunet.results / tavr_nnunet.dataset_name
-    env = {**tavr_nnunet.env, "nnUNet_def_n_proc": "1"}  # one export worker for the final validation
+    env = {**tavr_nnunet.env, "nnUNet_def_n_proc": "1"}  # one export worker for the fold validation
     for trainer in trainers:
         for fold in ("0", "1"):
-            # another test of the session may already have trained it: reuse its validation output
-            if not (results / f"{trainer}__{tavr_nnunet.plans}__3d_fullres" / f"fold_{fold}" / "validation").is_dir():
-                tavr_nnunet.run(
-                    "nnUNetv2_train", str(tavr_nnunet.dataset_id), "3d_fullres", fold, "-p", tavr_nnunet.plans,
-                    "-tr", trainer, "-device", "cpu", timeout=1800, env=env,
-                )
+            train = ["nnUNetv2_train", str(tavr_nnunet.dataset_id), "3d_fullres", fold, "-p", tavr_nnunet.plans,
+                     "-tr", trainer, "-device", "cpu"]
+            folder = results / f"{trainer}__{tavr_nnunet.plans}__3d_fullres" / f"fold_{fold}"
+            # another test of the session may already have trained or validated it: reuse that
+            if not (folder / "checkpoint_final.pth").is_file():
+                tavr_nnunet.run(*train, timeout=1800, env=env)
+            # _smoke trainers end after training; the validation predictions come from nnU-Net's --val
+            if not (folder / "validation" / "summary.json").is_file():
+                tavr_nnunet.run(*train, "--val", timeout=1800, env=env)
     out = tmp_path / "cmp"
     proc = tavr_nnunet.run(
         "nnunet-tavr", "compare", "-d", str(tavr_nnunet.dataset_id), "-c", "3d_fullres", "-p", tavr_nnunet.plans,

@@ -4,6 +4,7 @@ FocalSK* trainer goes through the real ``nnUNetv2_train`` / ``nnUNetv2_predict``
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 
@@ -36,13 +37,102 @@ def test_nnunet_lookup_finds_every_trainer(lookup, name):
     assert cls.__name__ == name and issubclass(cls, nnUNetTrainer)
 
 
+def _mro_names(cls):
+    # by name: nnU-Net imports the modules of $nnUNet_extTrainer as top-level modules, so the classes it
+    # finds are other objects than those of nnunet_tavr.trainers.variants.*
+    return [c.__name__ for c in cls.__mro__]
+
+
 def test_class_attributes_are_the_papers(lookup):
     assert (lookup("nnUNetTrainerDiceCE").weight_dice, lookup("nnUNetTrainerDiceCE").weight_ce) == (0.25, 0.75)
     focal_sr = lookup("nnUNetTrainerFocalSR")
-    assert focal_sr.gamma == 2.0 and focal_sr.focal_recall and focal_sr.stop_gradient
-    assert not lookup("nnUNetTrainerSRFocal").focal_recall
-    smoke = lookup("nnUNetTrainerFocalSR_smoke")
-    assert (smoke.num_epochs, smoke.num_iterations_per_epoch, smoke.num_val_iterations_per_epoch) == (2, 3, 2)
+    assert focal_sr.gamma == 2.0 and focal_sr.stop_gradient
+    # plain skeleton recall (eq. 1) for the SR trainers; FocalSR's recall exponent is its focal gamma
+    assert lookup("nnUNetTrainerSRFocal").recall_gamma == lookup("nnUNetTrainerSRDiceCE").recall_gamma == 0.0
+    assert isinstance(inspect.getattr_static(focal_sr, "recall_gamma"), property)
+    for name in LOSS_TRAINERS:
+        assert ("SkeletonRecallMixin" in _mro_names(lookup(name))) == (name in SR_TRAINERS), name
+
+
+def _trainer_names(suffix=""):
+    """Every trainer class (name ending in ``suffix``) defined in the folder ``$nnUNet_extTrainer`` points at."""
+    import importlib
+    import pkgutil
+
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    names = set()
+    for module in pkgutil.iter_modules([str(trainer_folder())]):
+        found = vars(importlib.import_module(f"nnunet_tavr.trainers.variants.{module.name}"))
+        names |= {n for n, obj in found.items() if n.endswith(suffix) and isinstance(obj, type)
+                  and issubclass(obj, nnUNetTrainer) and obj is not nnUNetTrainer}
+    return sorted(names)
+
+
+def _parameters(function):
+    # names, kinds and defaults (annotations are strings in modules with postponed evaluation)
+    return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
+
+
+def test_every_trainer_keeps_nnunets_init_signature(lookup):
+    """nnU-Net re-creates a trainer from its checkpoint with the recorded ``__init__`` arguments."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    names = _trainer_names()
+    assert len(names) > 30
+    for name in names:
+        assert _parameters(lookup(name).__init__) == _parameters(nnUNetTrainer.__init__), name
+
+
+def test_every_smoke_trainer_means_the_same(lookup):
+    """``_smoke`` is one definition (schedules.Smoke) for loss, architecture and nnU-Net's default trainer."""
+    from nnunet_tavr.trainers.schedules import NoTestTimeMirroring, Smoke, ValidateOnDemand
+
+    names = _trainer_names("_smoke")
+    # nnUNetTrainer, the 5 loss trainers and the 2 architectures x 6 losses
+    assert len(names) == 1 + 5 + 12 and "nnUNetTrainer_smoke" in names and "nnUNetTrainerVNet_smoke" in names
+    for name in names:
+        cls = lookup(name)  # nnU-Net's own lookup finds it, by name, through $nnUNet_extTrainer
+        assert issubclass(cls, Smoke), name
+        assert (cls.num_epochs, cls.num_iterations_per_epoch, cls.num_val_iterations_per_epoch) == (2, 3, 2), name
+        # the hooks that decide mirroring and the fold validation are Smoke's, not overridden later
+        assert (cls.configure_rotation_dummyDA_mirroring_and_inital_patch_size
+                is NoTestTimeMirroring.configure_rotation_dummyDA_mirroring_and_inital_patch_size), name
+        assert cls.perform_actual_validation is ValidateOnDemand.perform_actual_validation, name
+        assert cls.on_train_end is ValidateOnDemand.on_train_end, name
+        # the network at its smallest width where the trainer sets one
+        if "SwinUNETR" in name:
+            assert cls.network_kwargs["feature_size"] == 12, name
+
+
+def test_validate_on_demand_skips_only_right_after_training():
+    from nnunet_tavr.trainers.schedules import ValidateOnDemand
+
+    class Recorder:
+        def __init__(self):
+            self.calls, self.log = [], []
+
+        def on_train_end(self):
+            self.calls.append("train_end")
+
+        def perform_actual_validation(self, save_probabilities=False):
+            self.calls.append(("validate", save_probabilities))
+
+        def print_to_log_file(self, *args, **kwargs):
+            self.log.append(" ".join(map(str, args)))
+
+    class Trainer(ValidateOnDemand, Recorder):
+        pass
+
+    # nnUNetv2_train --val --npz: checkpoint loaded, no training in this process -> nnU-Net's validation
+    on_demand = Trainer()
+    on_demand.perform_actual_validation(True)
+    assert on_demand.calls == [("validate", True)] and on_demand.log == []
+    # nnUNetv2_train: run_training (ending in on_train_end), then the validation nnU-Net asks for -> skipped
+    trained = Trainer()
+    trained.on_train_end()
+    trained.perform_actual_validation(False)
+    assert trained.calls == ["train_end"] and "skipped" in trained.log[0] and "--val" in trained.log[0]
 
 
 @pytest.mark.parametrize("ds_scales", [[[1, 1, 1], [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]], None])
@@ -68,9 +158,62 @@ def test_skeleton_transform_runs_after_spatial_and_before_ds_downsampling(lookup
         out = transforms(image=torch.randn(1, 40, 40, 40), segmentation=seg)["segmentation"]
         full = out[0] if ds_scales is not None else out
         assert full.shape[0] == 2 and (full[1] == 6).any()
-    # the ignore label reaches the transform
-    with_ignore = cls.get_training_transforms((32, 32, 32), (-0.5, 0.5), None, (0, 1, 2), False, ignore_label=8)
-    assert next(t for t in with_ignore.transforms if isinstance(t, SkeletonTargetTransform)).ignore_label == 8
+
+
+def _skeleton_transform(transforms):
+    from nnunet_tavr.trainers.skeletons import SkeletonTargetTransform
+
+    (skel,) = [t for t in transforms.transforms if isinstance(t, SkeletonTargetTransform)]
+    return skel
+
+
+def test_ignore_label_reaches_the_skeletons_by_position_and_by_keyword(lookup):
+    cls = lookup("nnUNetTrainerSRFocal")
+    train = ((32, 32, 32), (-0.5, 0.5), None, (0, 1, 2), False)
+    # nnU-Net's get_dataloaders passes it by keyword; a subclass or a script may pass all ten positionally
+    assert _skeleton_transform(cls.get_training_transforms(*train, ignore_label=8)).ignore_label == 8
+    assert _skeleton_transform(cls.get_training_transforms(*train, None, False, None, None, 8)).ignore_label == 8
+    assert _skeleton_transform(cls.get_training_transforms(*train, None, False, None, None)).ignore_label is None
+    assert _skeleton_transform(cls.get_training_transforms(*train)).ignore_label is None
+    assert _skeleton_transform(cls.get_validation_transforms(None, ignore_label=5)).ignore_label == 5
+    assert _skeleton_transform(cls.get_validation_transforms(None, False, None, None, 5)).ignore_label == 5
+    assert _skeleton_transform(cls.get_validation_transforms(None, False, None)).ignore_label is None
+    # a call nnU-Net's signature does not accept is refused, not read wrongly
+    with pytest.raises(TypeError):
+        cls.get_validation_transforms(None, ignore_labels=5)
+    with pytest.raises(TypeError):
+        cls.get_validation_transforms(None, False, None, None, 5, ignore_label=5)
+
+
+def test_skeletons_go_before_a_subclass_of_the_ds_downsampling(lookup):
+    """A parent trainer with its own ``DownsampleSegForDSTransform`` subclass: found with ``isinstance``."""
+    from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
+
+    from nnunet_tavr.trainers.skeletons import SkeletonTargetTransform
+
+    focal = lookup("nnUNetTrainerFocal")
+    mixin = next(c for c in lookup("nnUNetTrainerSRFocal").__mro__ if c.__name__ == "SkeletonRecallMixin")
+
+    class LinearDownsampling(DownsampleSegForDSTransform):
+        pass
+
+    class OwnDownsampling(focal):
+        @staticmethod
+        def get_training_transforms(*args, **kwargs):
+            transforms = focal.get_training_transforms(*args, **kwargs)
+            steps = transforms.transforms
+            at = next(i for i, t in enumerate(steps) if type(t) is DownsampleSegForDSTransform)
+            steps[at] = LinearDownsampling(steps[at].ds_scales)
+            return transforms
+
+    class WithSkeletons(mixin, OwnDownsampling):
+        pass
+
+    ds_scales = [[1, 1, 1], [0.5, 0.5, 0.5]]
+    steps = WithSkeletons.get_training_transforms((32, 32, 32), (-0.5, 0.5), ds_scales, (0, 1, 2), False).transforms
+    kinds = [type(t) for t in steps]
+    assert LinearDownsampling in kinds and DownsampleSegForDSTransform not in kinds
+    assert kinds.index(SkeletonTargetTransform) == kinds.index(LinearDownsampling) - 1
 
 
 # ------------------------------------------------------------------ in-process, on the shared dataset
@@ -148,10 +291,25 @@ def test_focal_sr_loss_is_focal_plus_focal_skeleton_recall(lookup, nnunet_env):
     assert (inner.weight_seg, inner.weight_skel) == (1.0, 1.0)
     # the deep-supervision weights are nnU-Net's
     assert trainer.loss.weight_factors[0] > trainer.loss.weight_factors[1] and trainer.loss.weight_factors[-1] == 0
-    # a one-line subclass changes gamma everywhere
+    # a one-line subclass changes the one gamma of both terms, as in the paper ...
     gamma1 = type("nnUNetTrainerFocalSRGamma1", (lookup("nnUNetTrainerFocalSR"),), {"gamma": 1.0})
     inner1 = _trainer(gamma1, nnunet_env).loss.loss
     assert inner1.seg_loss.gamma == 1.0 and inner1.skeleton_loss.gamma == 1.0
+    # ... and setting recall_gamma decouples the skeleton recall's exponent from the focal loss's
+    decoupled = type("nnUNetTrainerFocalSRRecall05", (lookup("nnUNetTrainerFocalSR"),), {"recall_gamma": 0.5})
+    inner05 = _trainer(decoupled, nnunet_env).loss.loss
+    assert inner05.seg_loss.gamma == 2.0 and inner05.skeleton_loss.gamma == 0.5
+
+
+@pytest.mark.parametrize("name", ["nnUNetTrainerSRFocal", "nnUNetTrainerSRDiceCE"])
+def test_sr_loss_uses_the_class_recall_gamma(lookup, nnunet_env, name):
+    inner = _trainer(lookup(name), nnunet_env).loss.loss
+    assert inner.skeleton_loss.gamma == 0.0  # plain skeleton recall, eq. 1
+    focal_recall = type(f"{name}Recall15", (lookup(name),), {"recall_gamma": 1.5})
+    inner = _trainer(focal_recall, nnunet_env).loss.loss
+    assert inner.skeleton_loss.gamma == 1.5
+    if name == "nnUNetTrainerSRFocal":
+        assert inner.seg_loss.gamma == 2.0  # the focal loss keeps its own gamma
 
 
 def test_smoke_schedule(lookup, nnunet_env):
@@ -160,6 +318,9 @@ def test_smoke_schedule(lookup, nnunet_env):
     *_, mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
     assert mirror_axes == (0, 1, 2)  # training augmentation unchanged
     assert trainer.inference_allowed_mirroring_axes is None  # no test-time mirroring in smoke runs
+    parent = _trainer(lookup("nnUNetTrainerFocalSR"), nnunet_env)
+    parent.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    assert parent.inference_allowed_mirroring_axes == (0, 1, 2)
 
 
 def test_sr_trainer_without_deep_supervision(lookup, nnunet_env):
@@ -235,6 +396,10 @@ def test_nnunetv2_train_and_predict_with_focal_sr(nnunet_env, tmp_path):
     assert (out / "checkpoint_final.pth").is_file()
     # nnU-Net's debug.json records the loss the run actually used
     assert "SegAndSkeletonLoss" in json.loads((out / "debug.json").read_text())["loss"]
+    # a smoke run ends after training, and says how to validate (nnUNetv2_train ... --val, in test_compare)
+    assert not (out / "validation" / "summary.json").exists()
+    log = "".join(p.read_text() for p in out.glob("training_log_*.txt"))
+    assert "fold validation skipped after training" in log and "--val" in log
 
     images = sorted((tree.raw / tree.dataset_name / "imagesTr").glob("*_0000.nii.gz"))[:2]
     inp, pred = tmp_path / "in", tmp_path / "pred"

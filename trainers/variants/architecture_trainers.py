@@ -28,7 +28,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 
 from nnunet_tavr.trainers.lr_schedulers import WarmupCosineLRScheduler
 from nnunet_tavr.trainers.networks import build_swinunetr, build_vnet
-from nnunet_tavr.trainers.schedules import ShortSchedule
+from nnunet_tavr.trainers.schedules import Smoke
 from nnunet_tavr.trainers.variants.loss_trainers import (
     nnUNetTrainerDiceCE,
     nnUNetTrainerFocal,
@@ -63,10 +63,13 @@ class SingleOutputMixin:
         self.enable_deep_supervision = False
 
     def set_deep_supervision_enabled(self, enabled: bool) -> None:
-        """Nothing to switch: the network has a single output.  Asking for deep supervision is an error."""
-        if enabled:
-            raise RuntimeError(f"{type(self).__name__}: this network has one output; deep supervision "
-                               "cannot be enabled")
+        """Nothing to switch: the network has a single output.
+
+        nnU-Net calls it with ``False`` before the fold validation and with ``True`` after it (to
+        restore training mode, in ``nnUNetv2_train`` and ``--val`` alike): both are no-ops, as in
+        nnU-Net's own single-output trainers. The loss and the targets follow
+        ``enable_deep_supervision``, which stays ``False``.
+        """
 
 
 class SwinUNETRMixin(SingleOutputMixin):
@@ -180,38 +183,13 @@ class nnUNetTrainerVNetFocalSR(VNetMixin, nnUNetTrainerFocalSR):
     pass
 
 
-# --- <Trainer>_smoke: 2 epochs x 3 + 2 iterations, for CPU smoke runs and CI ---------------------------
+# --- <Trainer>_smoke: nnunet_tavr.trainers.schedules.Smoke, for CPU smoke runs and CI -------------------
 
-class SmokeRun(ShortSchedule):
-    """Short schedule, and no final validation of the fold.
+class SmokeSwinUNETR(Smoke):
+    """:class:`Smoke` with SwinUNETR at its smallest width (feature size 12, 4 M parameters).
 
-    nnU-Net ends ``nnUNetv2_train`` with a sliding-window prediction of every validation case with
-    8-fold mirroring; with these networks that is >90 % of a CPU smoke run (MONAI's VNet alone costs
-    ~12 GMAC per 32**3 tile).  Smoke runs check training, checkpoints and inference, which
-    ``nnUNetv2_predict`` exercises through the same predictor; ``nnUNetv2_train ... --val`` still
-    validates a smoke model on demand.
-    """
-
-    #: keep nnU-Net's test-time mirroring in the checkpoint, so that nnUNetv2_predict without
-    #: --disable_tta exercises the mirrored sliding window on these networks
-    test_time_mirroring: bool = True
-
-    def on_train_end(self) -> None:
-        super().on_train_end()
-        self._just_trained = True
-
-    def perform_actual_validation(self, save_probabilities: bool = False) -> None:
-        # Right after run_training: skip.  With --val (no training in this process): validate.
-        if getattr(self, "_just_trained", False):
-            self.print_to_log_file("smoke trainer: final validation skipped (nnUNetv2_train ... --val runs it)")
-            return
-        super().perform_actual_validation(save_probabilities)
-
-
-class SmokeSwinUNETR(SmokeRun):
-    """:class:`SmokeRun` with a toy-width SwinUNETR (feature size 12, 4 M parameters) for CPU runs.
-
-    VNet has no width parameter in MONAI, so VNet smoke trainers use :class:`SmokeRun` alone.
+    MONAI's SwinUNETR needs a feature size divisible by 12. VNet has no width parameter in MONAI, so
+    the VNet smoke trainers use :class:`Smoke` alone.
     """
 
     network_kwargs = {"feature_size": 12}
@@ -241,25 +219,25 @@ class nnUNetTrainerSwinUNETRFocalSR_smoke(SmokeSwinUNETR, nnUNetTrainerSwinUNETR
     pass
 
 
-class nnUNetTrainerVNet_smoke(SmokeRun, nnUNetTrainerVNet):
+class nnUNetTrainerVNet_smoke(Smoke, nnUNetTrainerVNet):
     pass
 
 
-class nnUNetTrainerVNetDiceCE_smoke(SmokeRun, nnUNetTrainerVNetDiceCE):
+class nnUNetTrainerVNetDiceCE_smoke(Smoke, nnUNetTrainerVNetDiceCE):
     pass
 
 
-class nnUNetTrainerVNetFocal_smoke(SmokeRun, nnUNetTrainerVNetFocal):
+class nnUNetTrainerVNetFocal_smoke(Smoke, nnUNetTrainerVNetFocal):
     pass
 
 
-class nnUNetTrainerVNetSRDiceCE_smoke(SmokeRun, nnUNetTrainerVNetSRDiceCE):
+class nnUNetTrainerVNetSRDiceCE_smoke(Smoke, nnUNetTrainerVNetSRDiceCE):
     pass
 
 
-class nnUNetTrainerVNetSRFocal_smoke(SmokeRun, nnUNetTrainerVNetSRFocal):
+class nnUNetTrainerVNetSRFocal_smoke(Smoke, nnUNetTrainerVNetSRFocal):
     pass
 
 
-class nnUNetTrainerVNetFocalSR_smoke(SmokeRun, nnUNetTrainerVNetFocalSR):
+class nnUNetTrainerVNetFocalSR_smoke(Smoke, nnUNetTrainerVNetFocalSR):
     pass

@@ -11,12 +11,13 @@ nnUNetTrainerFocalSR     focal skeleton recall + focal (FocalSK*)       Tables 2
 ======================== ============================================== =============
 
 Planning, data loading, augmentation, deep supervision, 5-fold cross-validation and inference are
-nnU-Net's; only the loss (``_build_loss``) and, for the skeleton recall (SR) trainers, the skeleton
-targets (``get_training_transforms`` / ``get_validation_transforms``, ``validation_step``) change.
-gamma and the loss weights are class attributes, so an ablation is a one-line subclass::
+nnU-Net's; only the loss (``_build_loss``) changes and, for the skeleton recall (SR) trainers,
+:class:`SkeletonRecallMixin` adds the skeleton targets (``get_training_transforms`` /
+``get_validation_transforms``, ``validation_step``) and the skeleton recall term of the loss.
+The exponents and loss weights are class attributes, so an ablation is a one-line subclass::
 
     class nnUNetTrainerFocalSRGamma1(nnUNetTrainerFocalSR):
-        gamma = 1.0
+        gamma = 1.0          # focal loss and focal skeleton recall: one gamma, as in the paper
 
 nnU-Net imports this module as a top-level module while searching ``$nnUNet_extTrainer``, hence the
 absolute imports.
@@ -25,8 +26,10 @@ absolute imports.
 from __future__ import annotations
 
 import contextlib
+import inspect
 
 import torch
+from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
@@ -86,8 +89,23 @@ class nnUNetTrainerFocal(_SoftmaxLossTrainer):
         return FocalLoss(gamma=self.gamma, ignore_label=self.label_manager.ignore_label)
 
 
-class SkeletonTargets:
-    """Mixin for the SR trainers: skeleton targets in the data pipeline, SR term in the loss.
+#: nnU-Net's transform-building signatures: the SR mixin reads ``ignore_label`` from a call by name
+_TRAINING_TRANSFORMS = inspect.signature(nnUNetTrainer.get_training_transforms)
+_VALIDATION_TRANSFORMS = inspect.signature(nnUNetTrainer.get_validation_transforms)
+
+
+def _ignore_label(signature: inspect.Signature, args: tuple, kwargs: dict):
+    """The ``ignore_label`` of a call with nnU-Net's ``signature``, passed positionally, by keyword or not at all."""
+    bound = signature.bind(*args, **kwargs)
+    bound.apply_defaults()
+    return bound.arguments["ignore_label"]
+
+
+class SkeletonRecallMixin:
+    """Adds the skeleton recall term: skeleton targets in the data pipeline, SR term in the loss.
+
+    Put it before a loss trainer (``class nnUNetTrainerSRFocal(SkeletonRecallMixin, nnUNetTrainerFocal)``);
+    the loss becomes ``weight_seg * <the trainer's loss> + weight_sr * <(focal) skeleton recall>``.
 
     The per-class skeleton label map is appended to the segmentation after the spatial transforms
     (so it is the skeleton of the augmented patch) and before nnU-Net's deep-supervision
@@ -99,12 +117,14 @@ class SkeletonTargets:
     networks): the target is then one tensor instead of a list, as in nnU-Net.
     """
 
+    #: focal exponent of the skeleton recall: each skeleton voxel is weighted by (1 - p)^recall_gamma
+    #: (focal skeleton recall, eq. 3); 0 is the plain skeleton recall (eq. 1). The focal loss's own
+    #: exponent is ``gamma`` (nnUNetTrainerFocal); nnUNetTrainerFocalSR ties the two.
+    recall_gamma: float = 0.0
     #: weight of the skeleton recall term and of the segmentation term
     weight_sr: float = 1.0
     weight_seg: float = 1.0
-    #: weight the skeleton recall by (1 - p)^gamma (focal skeleton recall, eq. 3)
-    focal_recall: bool = False
-    #: treat (1 - p)^gamma as a weight (True) or differentiate through it (literal eq. 3)
+    #: treat (1 - p)^recall_gamma as a weight (True) or differentiate through it (literal eq. 3)
     stop_gradient: bool = True
     #: dilations of the one-voxel skeleton into a tube (clipped to the class); 0 = bare skeleton
     skeleton_tube_iterations: int = DEFAULT_TUBE_ITERATIONS
@@ -114,9 +134,8 @@ class SkeletonTargets:
     batch_recall: bool = True
 
     def _build_loss(self):
-        gamma = getattr(self, "gamma", 2.0) if self.focal_recall else 0.0
-        sr = SkeletonRecallLoss(gamma=gamma, stop_gradient=self.stop_gradient, batch_recall=self.batch_recall,
-                                ddp=self.is_ddp)
+        sr = SkeletonRecallLoss(gamma=self.recall_gamma, stop_gradient=self.stop_gradient,
+                                batch_recall=self.batch_recall, ddp=self.is_ddp)
         loss = super()._build_loss()
         if isinstance(loss, DeepSupervisionWrapper):
             loss.loss = SegAndSkeletonLoss(loss.loss, sr, self.weight_seg, self.weight_sr)
@@ -128,19 +147,19 @@ class SkeletonTargets:
         skel = SkeletonTargetTransform(cls.skeleton_tube_iterations, ignore_label=ignore_label,
                                        coarsen=cls.skeleton_coarsen)
         steps = transforms.transforms
-        # before DownsampleSegForDSTransform if there is one, i.e. after everything else
-        at = next((i for i, t in enumerate(steps) if type(t).__name__ == "DownsampleSegForDSTransform"), len(steps))
+        # before the deep-supervision downsampling if there is one, i.e. after everything else
+        at = next((i for i, t in enumerate(steps) if isinstance(t, DownsampleSegForDSTransform)), len(steps))
         steps.insert(at, skel)
         return transforms
 
     @classmethod
     def get_training_transforms(cls, *args, **kwargs):
-        ignore_label = kwargs.get("ignore_label", args[9] if len(args) > 9 else None)
+        ignore_label = _ignore_label(_TRAINING_TRANSFORMS, args, kwargs)
         return cls._with_skeletons(super().get_training_transforms(*args, **kwargs), ignore_label)
 
     @classmethod
     def get_validation_transforms(cls, *args, **kwargs):
-        ignore_label = kwargs.get("ignore_label", args[4] if len(args) > 4 else None)
+        ignore_label = _ignore_label(_VALIDATION_TRANSFORMS, args, kwargs)
         return cls._with_skeletons(super().get_validation_transforms(*args, **kwargs), ignore_label)
 
     def validation_step(self, batch: dict) -> dict:
@@ -160,19 +179,25 @@ class SkeletonTargets:
             self.loss = loss
 
 
-class nnUNetTrainerSRDiceCE(SkeletonTargets, nnUNetTrainerDiceCE):
+class nnUNetTrainerSRDiceCE(SkeletonRecallMixin, nnUNetTrainerDiceCE):
     """Skeleton recall (Kirchhoff et al.) + 0.25 Dice + 0.75 CE."""
 
 
-class nnUNetTrainerSRFocal(SkeletonTargets, nnUNetTrainerFocal):
+class nnUNetTrainerSRFocal(SkeletonRecallMixin, nnUNetTrainerFocal):
     """Skeleton recall + focal loss."""
 
 
-class nnUNetTrainerFocalSR(SkeletonTargets, nnUNetTrainerFocal):
+class nnUNetTrainerFocalSR(SkeletonRecallMixin, nnUNetTrainerFocal):
     """The paper's FocalSK*: focal skeleton recall + focal loss, one gamma (2) for both.
 
     The focal factor of the skeleton recall is a gradient-stopped weight by default
     (``stop_gradient = True``); see :mod:`nnunet_tavr.trainers.losses` for why.
     """
 
-    focal_recall = True
+    @property
+    def recall_gamma(self) -> float:
+        """The focal loss's ``gamma``: one exponent for both terms, as in the paper (eqs. 2 and 3).
+
+        A subclass that sets ``gamma`` changes both; one that sets ``recall_gamma`` decouples them.
+        """
+        return self.gamma

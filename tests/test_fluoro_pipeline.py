@@ -49,7 +49,9 @@ def test_train_predict_compare_by_patient(fluoro_nnunet, tmp_path):
 
     tree = fluoro_nnunet
     trainer = "nnUNetTrainerSMPFPN_smoke"
-    tree.run("nnUNetv2_train", str(DATASET_ID), "2d", "0", "-p", tree.plans, "-tr", trainer, "-device", "cpu")
+    train = ["nnUNetv2_train", str(DATASET_ID), "2d", "0", "-p", tree.plans, "-tr", trainer, "-device", "cpu"]
+    tree.run(*train)
+    tree.run(*train, "--val")  # _smoke trainers validate on demand
     model = tree.results / DATASET / f"{trainer}__{tree.plans}__2d" / "fold_0"
     assert (model / "checkpoint_final.pth").is_file() and any((model / "validation").glob("*.nii.gz"))
     predictions = tmp_path / "pred"

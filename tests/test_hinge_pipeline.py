@@ -151,8 +151,9 @@ def test_real_train_and_validation_step(env, name, enable_ds, configuration):
 @pytest.mark.slow
 def test_nnunetv2_train_predict_landmarks_compare_with_the_ot_trainer(hinge_tree, tmp_path):
     tree, trainer = hinge_tree, "nnUNetTrainerHeatmapOT_smoke"
-    tree.run("nnUNetv2_train", str(DATASET_ID), "3d_fullres", "0", "-p", tree.plans, "-tr", trainer, "-device", "cpu", "--npz",
-             timeout=1800)
+    train = ["nnUNetv2_train", str(DATASET_ID), "3d_fullres", "0", "-p", tree.plans, "-tr", trainer, "-device", "cpu", "--npz"]
+    tree.run(*train, timeout=1800)
+    tree.run(*train, "--val", timeout=1800)  # _smoke trainers validate on demand
     fold = tree.results / DATASET_NAME / f"{trainer}__{tree.plans}__3d_fullres" / "fold_0"
     assert "HeatmapOTLoss" in json.loads((fold / "debug.json").read_text())["loss"]
     assert list((fold / "validation").glob("*.npz"))

@@ -35,7 +35,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_tavr.trainers.landmark_losses import HeatmapMSELoss, HeatmapOTLoss
 from nnunet_tavr.trainers.landmark_targets import LandmarkCentreTransform
-from nnunet_tavr.trainers.schedules import ShortSchedule
+from nnunet_tavr.trainers.schedules import Smoke
 
 
 class LandmarkHeatmaps:
@@ -137,9 +137,9 @@ class nnUNetTrainerHeatmapMSE(LandmarkHeatmaps, nnUNetTrainer):
         return HeatmapMSELoss(**self._loss_geometry(), peak_weight=self.peak_weight)
 
 
-class nnUNetTrainerHeatmapOT_smoke(ShortSchedule, nnUNetTrainerHeatmapOT):
+class nnUNetTrainerHeatmapOT_smoke(Smoke, nnUNetTrainerHeatmapOT):
     """CPU smoke run: 2 epochs x 3 iterations."""
 
 
-class nnUNetTrainerHeatmapMSE_smoke(ShortSchedule, nnUNetTrainerHeatmapMSE):
+class nnUNetTrainerHeatmapMSE_smoke(Smoke, nnUNetTrainerHeatmapMSE):
     """CPU smoke run: 2 epochs x 3 iterations."""

@@ -33,7 +33,7 @@ from torch import nn
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
-from nnunet_tavr.trainers.schedules import ShortSchedule
+from nnunet_tavr.trainers.schedules import Smoke
 from nnunet_tavr.trainers.smp_networks import ARCHITECTURES, DEFAULT_ENCODER, build_smp, weights_from_env
 from nnunet_tavr.trainers.variants.architecture_trainers import SingleOutputMixin
 from nnunet_tavr.trainers.variants.loss_trainers import (
@@ -93,7 +93,7 @@ class SMPPSPNetMixin(SMPMixin):
     architecture = "PSPNet"
 
 
-class SMPSmoke(ShortSchedule):
+class SMPSmoke(Smoke):
     """Short schedule and a ResNet-18 encoder: a real nnU-Net run in seconds on a CPU."""
 
     encoder_name = "resnet18"

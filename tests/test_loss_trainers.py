@@ -89,8 +89,10 @@ def test_every_smoke_trainer_means_the_same(lookup):
     from nnunet_tavr.trainers.schedules import NoTestTimeMirroring, Smoke, ValidateOnDemand
 
     names = _trainer_names("_smoke")
-    # nnUNetTrainer, the 5 loss trainers and the 2 architectures x 6 losses
-    assert len(names) == 1 + 5 + 12 and "nnUNetTrainer_smoke" in names and "nnUNetTrainerVNet_smoke" in names
+    # nnUNetTrainer, the 5 loss trainers, 2 MONAI architectures x 6 losses, 2 heatmap trainers,
+    # 6 segmentation_models_pytorch architectures x 6 losses
+    assert len(names) == 1 + 5 + 12 + 2 + 36 and "nnUNetTrainer_smoke" in names and "nnUNetTrainerVNet_smoke" in names
+    assert "nnUNetTrainerHeatmapOT_smoke" in names and "nnUNetTrainerSMPFPN_smoke" in names
     for name in names:
         cls = lookup(name)  # nnU-Net's own lookup finds it, by name, through $nnUNet_extTrainer
         assert issubclass(cls, Smoke), name
@@ -316,11 +318,13 @@ def test_smoke_schedule(lookup, nnunet_env):
     trainer = _trainer(lookup("nnUNetTrainerFocalSR_smoke"), nnunet_env)
     assert (trainer.num_epochs, trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch) == (2, 3, 2)
     *_, mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-    assert mirror_axes == (0, 1, 2)  # training augmentation unchanged
+    assert mirror_axes == (0, 1)  # training augmentation: every axis but the patient's left-right (x)
     assert trainer.inference_allowed_mirroring_axes is None  # no test-time mirroring in smoke runs
     parent = _trainer(lookup("nnUNetTrainerFocalSR"), nnunet_env)
     parent.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-    assert parent.inference_allowed_mirroring_axes == (0, 1, 2)
+    assert parent.inference_allowed_mirroring_axes == (0, 1)
+    plain = _trainer(lookup("nnUNetTrainer_smoke"), nnunet_env)  # nnU-Net's reference keeps its own policy
+    assert plain.configure_rotation_dummyDA_mirroring_and_inital_patch_size()[-1] == (0, 1, 2)
 
 
 def test_sr_trainer_without_deep_supervision(lookup, nnunet_env):

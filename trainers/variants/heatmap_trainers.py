@@ -35,6 +35,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_tavr.trainers.landmark_losses import HeatmapMSELoss, HeatmapOTLoss
 from nnunet_tavr.trainers.landmark_targets import LandmarkCentreTransform
+from nnunet_tavr.trainers.augmentation import LateralityPreservingMirroring
 from nnunet_tavr.trainers.schedules import Smoke
 
 
@@ -103,7 +104,7 @@ class LandmarkHeatmaps:
                 "sigma_mm": self.sigma_mm}
 
 
-class nnUNetTrainerHeatmapOT(LandmarkHeatmaps, nnUNetTrainer):
+class nnUNetTrainerHeatmapOT(LateralityPreservingMirroring, LandmarkHeatmaps, nnUNetTrainer):
     """Seed 003's loss: OT between each landmark's spatial softmax and a Gaussian, plus GLiP."""
 
     #: OT distance: "sliced" (exact sliced W2^2 over lattice directions, O(N)) or "sinkhorn"
@@ -127,7 +128,7 @@ class nnUNetTrainerHeatmapOT(LandmarkHeatmaps, nnUNetTrainer):
                              directions=self.directions, ce_weight=self.ce_weight)
 
 
-class nnUNetTrainerHeatmapMSE(LandmarkHeatmaps, nnUNetTrainer):
+class nnUNetTrainerHeatmapMSE(LateralityPreservingMirroring, LandmarkHeatmaps, nnUNetTrainer):
     """Baseline: L2 regression of a Gaussian heatmap (peak 1); absent landmarks regress to 0."""
 
     #: extra weight of the peak's voxels (``1 + peak_weight * target``)

@@ -35,11 +35,12 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from nnunet_tavr.trainers.augmentation import LateralityPreservingMirroring
 from nnunet_tavr.trainers.losses import FocalLoss, SegAndSkeletonLoss, SkeletonRecallLoss
 from nnunet_tavr.trainers.skeletons import DEFAULT_COARSEN, DEFAULT_TUBE_ITERATIONS, SkeletonTargetTransform
 
 
-class _SoftmaxLossTrainer(nnUNetTrainer):
+class _SoftmaxLossTrainer(LateralityPreservingMirroring, nnUNetTrainer):
     """Refuses region-based training: these losses are defined on softmax classes."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,

@@ -30,7 +30,10 @@ The rule (:func:`derive_calcium`), per case
    border of a small bright object and removes the partial-volume halo ("blooming") that a plain
    threshold counts as calcium. Without it, calcium is every voxel at or above ``T``.
 6. Components below ``min_volume_mm3`` (default 3 mm^3) are removed; each remaining component is
-   assigned to the region that holds most of its voxels.
+   assigned to the region that holds most of its voxels. A candidate that lies mostly beyond the
+   wall band (more than ``EXTRAVASCULAR_RATIO`` = 2 times as many voxels outside as inside) is
+   left out with a warning: a vertebra beside a generously segmented descending aorta, a rib or
+   another contrast vessel, not calcium in the wall.
 
 A case without a CT, with a CT that is not in Hounsfield units (no value below -200 HU anywhere:
 air and fat are missing, as with raw scanner values or normalised intensities), or without
@@ -69,6 +72,10 @@ from nnunet_tavr.label_derivation.calcium_regions import (
     regions_box,
 )
 from nnunet_tavr.labels import CALCIUM_LABEL, LABELS
+
+#: A candidate with more voxels beyond the wall band than this times its voxels inside it is not
+#: calcium of these vessels (bone, another vessel): calcium lies in the wall, within ``wall_mm``.
+EXTRAVASCULAR_RATIO = 2.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -177,7 +184,12 @@ def _derive(ct, labels, spacing, params, frame, boxes, result) -> CalciumResult:
     # Ventricle voxels outside the LVOT are in no region but hold the root's contrast.
     root_t = t_of[REGIONS.index("lvot") + 1]
     ventricle = labels[box] == LABELS["left_ventricle"]
-    mask, cmap, comps = _components(ct_box, regions, spacing, t_of, info, params, ventricle, root_t, box_start(box))
+    mask, cmap, comps, skipped = _components(ct_box, regions, spacing, t_of, info, params, ventricle, root_t, box_start(box))
+    if skipped:
+        volume = sum(skipped) * float(np.prod(spacing))
+        result.warnings.append(f"{len(skipped)} bright structure(s) ({volume:.0f} mm3) left out: more than "
+                               f"{EXTRAVASCULAR_RATIO:g} x their wall part lies beyond {params.wall_mm:g} mm of the regions "
+                               "(bone or another vessel next to the segmentation, not calcium)")
     result.box, result.mask, result.component_map, result.components = box, mask, cmap, comps
     return result
 
@@ -207,8 +219,9 @@ def _components(ct_box, regions, spacing, t_of, info, params, ventricle=None, ve
     mask = np.zeros(ct_box.shape, bool)
     cmap = np.zeros(ct_box.shape, np.uint16)  # component ids (uint32 past 65535 components)
     comps: list[Component] = []
+    skipped: list[int] = []  # voxel counts of the extravascular structures left out
     if not candidates.any():
-        return mask, cmap, comps
+        return mask, cmap, comps, skipped
     cc, n = cc3d.connected_components(candidates, connectivity=26, return_N=True)
     stats = cc3d.statistics(cc)
     margin = margin_voxels(params.wall_mm, spacing) + 1
@@ -221,8 +234,17 @@ def _components(ct_box, regions, spacing, t_of, info, params, ventricle=None, ve
             continue
         near, dist = nearest_regions(reg, spacing)
         ct_sb = ct_box[sb]
-        keep = (cc[sb] == k) & (dist <= params.wall_mm + 1e-6) & (ct_sb >= t_of[near])
+        whole = cc[sb] == k
+        in_wall = whole & (dist <= params.wall_mm + 1e-6)
+        keep = in_wall & (ct_sb >= t_of[near])
         if np.count_nonzero(keep) < min_voxels:
+            continue
+        outside = int(stats["voxel_counts"][k]) - int(np.count_nonzero(in_wall))
+        if outside > EXTRAVASCULAR_RATIO * np.count_nonzero(in_wall):
+            # Most of this bright structure lies beyond the vessel wall: bone (a vertebra next to
+            # the descending aorta, a rib) or another vessel that a generous segmentation touches,
+            # not calcium in the wall.
+            skipped.append(outside + int(np.count_nonzero(in_wall)))
             continue
         if params.half_maximum:
             keep &= ct_sb >= 0.5 * (float(ct_sb[keep].max()) + _background(ct_sb, candidates[sb], spacing))
@@ -238,7 +260,7 @@ def _components(ct_box, regions, spacing, t_of, info, params, ventricle=None, ve
             comps.append(comp)
             mask[sb] |= piece
             cmap[sb][piece] = comp.id
-    return mask, cmap, comps
+    return mask, cmap, comps, skipped
 
 
 def _background(ct_sb, candidates_sb, spacing) -> np.ndarray:

@@ -184,3 +184,29 @@ def test_region_map_follows_the_annulus_plane():
     assert abs(fitted.normal[0]) > 0.99 and fitted.normal[0] > 0
     assert fitted.centre[0] == pytest.approx(19.5, abs=0.6) and fitted.radius_mm == pytest.approx(10.5, abs=1.0)
     assert regions.max() <= REGION_ID["iliac_artery_right"]
+
+
+def test_bone_beside_a_leaking_segmentation_is_not_calcium(monkeypatch):
+    """A segmentation that leaks onto the spine (as a short-trained network's aorta can) puts the
+    vertebra's surface in the aorta's wall band, and a vertebra (450 HU) is brighter than a 231 HU
+    lumen + 100 HU: the rule must leave the bone out, with a warning, and still find nothing else."""
+    import nnunet_tavr.label_derivation.calcium as rule
+    from scipy import ndimage
+
+    from nnunet_tavr.phantom.background import SPINE_HU
+
+    phantom = make_subject(4121, calcium=True, calcium_nodules=0, shape=(100, 80, 80), spacing=3.0)
+    labels, result = derived(phantom)
+    bright = (np.abs(phantom.ct.astype(float) - SPINE_HU) < 60) & (labels == 0)
+    components, _ = ndimage.label(bright)
+    spine = components == np.argmax(np.bincount(components.ravel())[1:]) + 1
+    mid = int(np.median(np.nonzero(spine.any(axis=(1, 2)))[0]))
+    shell = ndimage.binary_dilation(spine) & ~spine & (labels == 0)
+    shell[:mid] = shell[mid + 7:] = False  # 21 mm of the spine's surface labelled aorta
+    leaked = labels.copy()
+    leaked[shell] = LABELS["aorta"]
+    calcium = calcium_of_derivation(phantom.ct, leaked, phantom.spacing, result.root)
+    assert calcium.ok and calcium.components == [], [(c.region, c.volume_mm3) for c in calcium.components]
+    assert any("bright structure" in w and "not calcium" in w for w in calcium.warnings), calcium.warnings
+    monkeypatch.setattr(rule, "EXTRAVASCULAR_RATIO", np.inf)  # without the check the bone is calcium
+    assert calcium_of_derivation(phantom.ct, leaked, phantom.spacing, result.root).total_mm3 > 1000

@@ -35,3 +35,29 @@ def test_light_augmentation_turns_rotation_and_scaling_off():
     assert light.p_rotation == 0 and light.p_scaling == 0
     n_full = len(nnUNetTrainer.get_training_transforms(**args).transforms)
     assert len(Light.get_training_transforms(**args).transforms) == n_full  # intensity augmentations kept
+
+
+def test_every_3d_trainer_preserves_laterality():
+    """Every dataset of the project has left/right classes (iliac arteries, atria, cusps): a 3-D
+    trainer that mirrors along the left-right axis could not tell them apart. The 2-D SMP trainers
+    of the fluoroscopy dataset (one class, the aortic root) keep nnU-Net's mirroring, and so does
+    ``nnUNetTrainer_smoke``, nnU-Net's own trainer on a short schedule."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    import nnunet_tavr.trainers.variants as variants
+    from nnunet_tavr.trainers.augmentation import LateralityPreservingMirroring
+
+    found = []
+    for info in pkgutil.iter_modules(variants.__path__):
+        if info.name == "smp_trainers":
+            continue
+        module = importlib.import_module(f"{variants.__name__}.{info.name}")
+        for name, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, nnUNetTrainer) and name.startswith("nnUNetTrainer") and name not in ("nnUNetTrainer", "nnUNetTrainer_smoke"):
+                found.append(name)
+                assert issubclass(cls, LateralityPreservingMirroring), f"{module.__name__}.{name} mirrors left-right"
+    assert len(found) > 20, found

@@ -26,6 +26,7 @@ from torch import nn
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
+from nnunet_tavr.trainers.augmentation import LateralityPreservingMirroring
 from nnunet_tavr.trainers.lr_schedulers import WarmupCosineLRScheduler
 from nnunet_tavr.trainers.networks import build_swinunetr, build_vnet
 from nnunet_tavr.trainers.schedules import Smoke
@@ -133,11 +134,11 @@ class VNetMixin(SingleOutputMixin):
 
 # --- architectures with nnU-Net's default loss (Dice + CE) -------------------------------------------
 
-class nnUNetTrainerSwinUNETR(SwinUNETRMixin, nnUNetTrainer):
+class nnUNetTrainerSwinUNETR(SwinUNETRMixin, LateralityPreservingMirroring, nnUNetTrainer):
     pass
 
 
-class nnUNetTrainerVNet(VNetMixin, nnUNetTrainer):
+class nnUNetTrainerVNet(VNetMixin, LateralityPreservingMirroring, nnUNetTrainer):
     pass
 
 

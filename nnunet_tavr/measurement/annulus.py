@@ -46,7 +46,8 @@ MIN_VOXELS = 20
 GAP_MM = 6.0
 
 
-def measure_annulus(labels: np.ndarray, spacing, boxes=None, plane: dict | None = None) -> tuple[Section, dict | None]:
+def measure_annulus(labels: np.ndarray, spacing, boxes=None, plane: dict | None = None,
+                    ct: np.ndarray | None = None) -> tuple[Section, dict | None]:
     """Measure the annulus of a TAVR label map.
 
     With ``plane`` (``centre``, ``normal`` and ``method``: e.g. the plane through the three hinge
@@ -62,6 +63,13 @@ def measure_annulus(labels: np.ndarray, spacing, boxes=None, plane: dict | None 
         Voxel size per array axis (mm).
     boxes : list of slices, optional
         ``scipy.ndimage.find_objects(labels)`` if already computed.
+    plane : dict, optional
+        ``centre``, ``normal`` (mm, (z, y, x)) and ``method`` of a given annulus plane.
+    ct : (z, y, x) array in HU, optional
+        The case's contrast CT. The contour is then restricted to the contrast lumen in the annulus
+        plane (:func:`lumen_footprint`), as CT planning tools measure the annulus, so that a
+        segmentation whose border lies a voxel outside the lumen does not widen it;
+        ``label_area_diameter`` keeps the label-only value.
 
     Returns
     -------
@@ -169,6 +177,16 @@ def measure_annulus(labels: np.ndarray, spacing, boxes=None, plane: dict | None 
     if n == 0:
         return Section.absent("annulus", "annulus plane has an empty footprint"), None
     footprint = lab == (np.argmax(np.bincount(lab.ravel())[1:]) + 1)
+    label_area = None
+    if ct is not None:
+        ct_plane = grid.sample(np.asarray(ct[box], np.float32), spacing, interface, lo, order=1, cval=np.nan)
+        lumen, why = lumen_footprint(footprint, ct_plane, pixel)
+        if lumen is None:
+            section.notes.append(f"annulus contour from the labels only: {why}")
+        else:
+            label_area = float(footprint.sum()) * pixel**2
+            footprint = lumen
+            method += f", restricted to the contrast lumen of the CT in that plane ({why})"
     # The projected voxel faces leave a staircase with steps up to the largest voxel edge; a
     # Gaussian of 0.75 of that edge removes it (it would add up to 10 % to the perimeter) while
     # moving a boundary of curvature radius R by only sigma^2 / 2R (< 0.3 mm for an annulus).
@@ -191,6 +209,9 @@ def measure_annulus(labels: np.ndarray, spacing, boxes=None, plane: dict | None 
     section.add("min_diameter", dmin, "mm", f"minimal calliper width of the annulus contour {plane}")
     section.add("max_diameter", dmax, "mm", f"maximal calliper length of the annulus contour {plane}")
     section.add("eccentricity_index", 1.0 - dmin / dmax, "1", "1 - min_diameter / max_diameter (0 = circular)")
+    if label_area is not None:
+        section.add("label_area_diameter", 2 * np.sqrt(label_area / np.pi), "mm",
+                    "2 sqrt(area / pi) of the labels' footprint before the restriction to the contrast lumen (unsmoothed pixels)")
     section.add("centre", plane_centre, "mm", "centroid of the contour on the ventricle/aorta interface, (z, y, x) in index * spacing")
     section.add("normal", normal, "1", f"unit normal of the {plane_how}, pointing into the aorta")
     section.add("plane_tilt", angle_deg(normal, (1.0, 0.0, 0.0), oriented=False), "deg", "angle between the annulus normal and the array z axis")
@@ -211,6 +232,57 @@ def measure_annulus(labels: np.ndarray, spacing, boxes=None, plane: dict | None 
         "min_diameter_uv_mm": np.stack([centre_uv + (proj.min() - centre_uv @ min_dir) * min_dir, centre_uv + (proj.max() - centre_uv @ min_dir) * min_dir]),
     }
     return section, {"centre": plane_centre, "normal": normal}
+
+
+#: Lumen and surrounding tissue closer than this (HU) in the annulus plane: no contrast to refine by.
+MIN_LUMEN_CONTRAST_HU = 100.0
+
+
+def lumen_footprint(footprint: np.ndarray, ct_plane: np.ndarray, pixel_mm: float) -> tuple[np.ndarray | None, str]:
+    """The part of an annulus footprint that is contrast lumen in the CT of the annulus plane.
+
+    Parameters
+    ----------
+    footprint : (nu, nv) bool array
+        The labels' annulus footprint on a plane grid (one connected region).
+    ct_plane : (nu, nv) float array
+        The CT (HU) sampled on the same grid (NaN outside the image).
+    pixel_mm : float
+        The grid's pixel size (mm).
+
+    Returns
+    -------
+    lumen : (nu, nv) bool array or None
+        ``footprint`` where the CT is at least half-way between the lumen's median (the footprint
+        2 mm inside its border) and the surrounding tissue's (a ring 2-6 mm outside it): the
+        full-width-at-half-maximum border of the contrast lumen; the region holding the footprint's
+        core, holes filled (leaflets, noise). It only removes pixels: a segmentation inside the
+        lumen is kept as it is. None when the plane has no usable contrast (or the lumen would lose
+        more than half the footprint), with the reason.
+    why : str
+        The lumen and tissue medians and the threshold, or why there is no lumen.
+    """
+    inner = ndimage.binary_erosion(footprint, iterations=max(1, int(round(2.0 / pixel_mm))))
+    outer = ndimage.binary_dilation(footprint, iterations=max(1, int(round(6.0 / pixel_mm))))
+    ring = outer & ~ndimage.binary_dilation(footprint, iterations=max(1, int(round(2.0 / pixel_mm))))
+    inner_hu, ring_hu = ct_plane[inner & np.isfinite(ct_plane)], ct_plane[ring & np.isfinite(ct_plane)]
+    if inner_hu.size < 10 or ring_hu.size < 10:
+        return None, "too few CT samples inside or around the footprint"
+    lumen_hu, tissue_hu = float(np.median(inner_hu)), float(np.median(ring_hu))
+    if lumen_hu - tissue_hu < MIN_LUMEN_CONTRAST_HU:
+        return None, f"lumen {lumen_hu:.0f} HU vs surrounding {tissue_hu:.0f} HU: no contrast lumen to refine by"
+    threshold = 0.5 * (lumen_hu + tissue_hu)
+    lumen = footprint & (np.nan_to_num(ct_plane, nan=-np.inf) >= threshold)
+    parts, n = ndimage.label(lumen)
+    if n == 0:
+        return None, "no lumen pixels in the footprint"
+    votes = np.bincount(parts[inner], minlength=n + 1)
+    votes[0] = 0
+    lumen = ndimage.binary_fill_holes(parts == int(np.argmax(votes)) if votes.any() else parts == 1 + int(np.argmax(np.bincount(parts.ravel())[1:])))
+    if lumen.sum() < 0.5 * footprint.sum():
+        return None, f"the contrast lumen (>= {threshold:.0f} HU) covers less than half the labels' footprint"
+    why = f"CT >= {threshold:.0f} HU, half-way between lumen {lumen_hu:.0f} HU and surrounding {tissue_hu:.0f} HU"
+    return lumen, why
 
 
 def _cast_rays(crop, lo, spacing, centre, normal, half_width, value):

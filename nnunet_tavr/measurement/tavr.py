@@ -87,7 +87,7 @@ def measure_tavr(labels: np.ndarray, spacing, case: str = "case", ascending_heig
         from nnunet_tavr.measurement.hinge import hinge_plane
 
         given = hinge_plane(hinge_points)
-    annulus, plane = measure_annulus(labels, spacing, boxes, plane=given)
+    annulus, plane = measure_annulus(labels, spacing, boxes, plane=given, ct=ct)
     record.add(annulus)
     if hinge_points is not None:
         from nnunet_tavr.measurement.hinge import hinge_section

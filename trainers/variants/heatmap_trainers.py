@@ -27,7 +27,6 @@ absolute imports.
 
 from __future__ import annotations
 
-import contextlib
 
 import torch
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
@@ -36,10 +35,11 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunet_tavr.trainers.landmark_losses import HeatmapMSELoss, HeatmapOTLoss
 from nnunet_tavr.trainers.landmark_targets import LandmarkCentreTransform
 from nnunet_tavr.trainers.augmentation import LateralityPreservingMirroring
+from nnunet_tavr.trainers.extra_targets import ExtraTargetChannels
 from nnunet_tavr.trainers.schedules import Smoke
 
 
-class LandmarkHeatmaps:
+class LandmarkHeatmaps(ExtraTargetChannels):
     """Mixin: landmark-centre targets in the data pipeline and a heatmap loss (:meth:`_heatmap_loss`).
 
     ``validation_step`` is nnU-Net's; its online (pseudo) Dice sees the segmentation channel only,
@@ -82,21 +82,10 @@ class LandmarkHeatmaps:
         labels = kwargs.get("foreground_labels", args[2] if len(args) > 2 else None)
         return cls._with_centres(super().get_validation_transforms(*args, **kwargs), labels)
 
-    def validation_step(self, batch: dict) -> dict:
-        target = batch["target"]
-        seg_only = [t[:, :1].round().long() for t in target] if isinstance(target, list) else target[:, :1].round().long()
-        with self._loss_sees(target):
-            return super().validation_step({**batch, "target": seg_only})
-
-    @contextlib.contextmanager
-    def _loss_sees(self, target):
-        """Within the block, ``self.loss(output, anything)`` is evaluated against ``target``."""
-        loss = self.loss
-        self.loss = lambda output, _seg_only: loss(output, target)
-        try:
-            yield
-        finally:
-            self.loss = loss
+    @staticmethod
+    def segmentation_channel(target):
+        # the label channel travels as float with the constant centre channels
+        return target[:, :1].round().long()
 
     def _loss_geometry(self) -> dict:
         cm = self.configuration_manager

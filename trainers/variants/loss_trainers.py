@@ -25,7 +25,6 @@ absolute imports.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 
 import torch
@@ -36,6 +35,7 @@ from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_tavr.trainers.augmentation import LateralityPreservingMirroring
+from nnunet_tavr.trainers.extra_targets import ExtraTargetChannels
 from nnunet_tavr.trainers.losses import FocalLoss, SegAndSkeletonLoss, SkeletonRecallLoss
 from nnunet_tavr.trainers.skeletons import DEFAULT_COARSEN, DEFAULT_TUBE_ITERATIONS, SkeletonTargetTransform
 
@@ -102,7 +102,7 @@ def _ignore_label(signature: inspect.Signature, args: tuple, kwargs: dict):
     return bound.arguments["ignore_label"]
 
 
-class SkeletonRecallMixin:
+class SkeletonRecallMixin(ExtraTargetChannels):
     """Adds the skeleton recall term: skeleton targets in the data pipeline, SR term in the loss.
 
     Put it before a loss trainer (``class nnUNetTrainerSRFocal(SkeletonRecallMixin, nnUNetTrainerFocal)``);
@@ -162,22 +162,6 @@ class SkeletonRecallMixin:
     def get_validation_transforms(cls, *args, **kwargs):
         ignore_label = _ignore_label(_VALIDATION_TRANSFORMS, args, kwargs)
         return cls._with_skeletons(super().get_validation_transforms(*args, **kwargs), ignore_label)
-
-    def validation_step(self, batch: dict) -> dict:
-        target = batch["target"]
-        seg_only = [t[:, :1] for t in target] if isinstance(target, list) else target[:, :1]
-        with self._loss_sees(target):
-            return super().validation_step({**batch, "target": seg_only})
-
-    @contextlib.contextmanager
-    def _loss_sees(self, target):
-        """Within the block, ``self.loss(output, anything)`` is evaluated against ``target``."""
-        loss = self.loss
-        self.loss = lambda output, _seg_only: loss(output, target)
-        try:
-            yield
-        finally:
-            self.loss = loss
 
 
 class nnUNetTrainerSRDiceCE(SkeletonRecallMixin, nnUNetTrainerDiceCE):

@@ -22,6 +22,17 @@ PHANTOM_SPACING = 3.0
 NUM_CASES = 10
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread: on a shared 2-core machine two OpenMP threads spin-wait each other."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def bin_path(name: str) -> str:
     """A console script of this environment (the tests may run without an activated venv)."""
     return str(Path(sys.executable).with_name(name))

@@ -26,15 +26,7 @@ from nnunet_tavr.io import Geometry
 IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One torch thread: on a shared 2-core machine two OpenMP threads spin-wait each other."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _grid(half_mm=60.0, spacing=0.5, centre=(0.0, 0.0, 0.0), direction=IDENTITY):

@@ -18,15 +18,7 @@ from nnunet_tavr.phantom import make_subject
 SMALL = RenderSettings(shape=(128, 128), pixel_mm=1.0)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One torch thread: on a shared 2-core machine two OpenMP threads spin-wait each other."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,15 +16,7 @@ LOSSES = ["", "DiceCE", "Focal", "SRDiceCE", "SRFocal", "FocalSR"]
 LOSS_PARENT = {loss: f"nnUNetTrainer{loss}" if loss else "nnUNetTrainer" for loss in LOSSES}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One torch thread: on a shared 2-core machine two OpenMP threads spin-wait each other."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -422,6 +422,8 @@ def demo_summary(compare_dir: Path, measure_dir: Path, truth_file: Path, trainer
                 "predicted_mm": value, "truth_mm": round(truth[key], 2),
                 "error_mm": None if value is None else round(value - truth[key], 2),
             }
+        if "annulus label_area_diameter" in values:  # measured with the CT: the labels' own value too
+            summary["measurements"]["annulus area_diameter"]["labels_only_mm"] = values["annulus label_area_diameter"]
     return summary
 
 
@@ -436,6 +438,10 @@ def summary_markdown(summary: dict, case: str) -> list[str]:
             predicted = "missing" if m["predicted_mm"] is None else f"{m['predicted_mm']:.1f}"
             error = "–" if m["error_mm"] is None else f"{m['error_mm']:+.1f}"
             lines.append(f"| {name.replace('_', ' ')} | {predicted} | {m['truth_mm']:.1f} | {error} |")
+        labels_only = summary["measurements"].get("annulus area_diameter", {}).get("labels_only_mm")
+        if labels_only is not None:
+            lines += ["", f"The annulus contour follows the CT's contrast lumen inside the predicted labels; from the labels "
+                          f"alone its area-derived diameter is {labels_only:.1f} mm (docs/measurement.md)."]
     lines += ["", f"Total time: **{summary['total_minutes']:.1f} min**."]
     return lines
 

@@ -97,7 +97,7 @@ def test_summary_reads_compare_and_measure_outputs(tmp_path):
     (compare / "summary.json").write_text(json.dumps({"splits": {"test": {
         "trainers": ["A"], "n_common_cases": 3, "mean": {"Dice": {"A": 0.8}}, "per_class": {"Dice": per_class}}}}))
     (measure / "measurements.json").write_text(json.dumps({
-        "annulus": {"area_diameter": {"value": 23.5, "unit": "mm"}},
+        "annulus": {"area_diameter": {"value": 23.5, "unit": "mm"}, "label_area_diameter": {"value": 27.25, "unit": "mm"}},
         "aortic_root": {"missing": "no aortic root"}}))
     truth = tmp_path / "truth.json"
     truth.write_text(json.dumps({"annulus_area_diameter_mm": 22.6, "sinus_diameter_mm": 31.7, "stj_diameter_mm": 24.9}))
@@ -109,6 +109,8 @@ def test_summary_reads_compare_and_measure_outputs(tmp_path):
     assert "| `A` | 80.0 | 95.0 | 91.0 | 3 |" in text
     assert "| aortic root sinus diameter | missing | 31.7 | – |" in text
     assert "| annulus area diameter | 23.5 | 22.6 | +0.9 |" in text and "**2.1 min**" in text
+    assert summary["measurements"]["annulus area_diameter"]["labels_only_mm"] == 27.25
+    assert "from the labels alone its area-derived diameter is 27.2 mm" in text
 
 
 @pytest.mark.parametrize("name", ["nnUNetTrainerFocalSR_demo", "nnUNetTrainerDiceCE_demo", "nnUNetTrainerFocalSR_quick",

@@ -88,7 +88,7 @@ def test_second_run_reuses_finished_stages(demo_run):
 def test_summary_reads_compare_and_measure_outputs(tmp_path):
     """The summary's numbers are the comparison's test-set Dice and the measurement minus the truth;
     a measurement the prediction lacks is "missing", not zero."""
-    from nnunet_tavr.demo import demo_summary, summary_markdown
+    from nnunet_tavr.demo_report import demo_summary, summary_markdown
 
     compare, measure = tmp_path / "compare", tmp_path / "measure" / "prediction"
     compare.mkdir()

@@ -262,6 +262,18 @@ def write_text(text: str, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+def read_json(path: str | os.PathLike, what: str):
+    """The JSON document in ``path``; ``what`` names it in the errors (``"the label mapping"``):
+    :class:`MissingFile` when it cannot be read, :class:`InputError` when it is not JSON."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except OSError as exc:
+        raise MissingFile(f"cannot read {what} {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise InputError(f"{what} {path} is not valid JSON: {exc}") from None
+
+
 def write_json(obj, path: str | os.PathLike) -> Path:
     """Write JSON atomically (numpy scalars and arrays are converted)."""
     return write_text(json.dumps(obj, indent=2, default=_json_default) + "\n", path)

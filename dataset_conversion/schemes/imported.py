@@ -29,7 +29,6 @@ present in a label map but not in ``map`` drops the case (code ``unmapped_label`
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,7 @@ import numpy as np
 from nnunet_tavr import totalseg
 from nnunet_tavr.dataset_conversion.scheme import CaseOutput, CaseResult, Scheme, count_labels
 from nnunet_tavr.errors import InputError, MissingFile
-from nnunet_tavr.io import as_label_map, read_array
+from nnunet_tavr.io import as_label_map, read_array, read_json
 from nnunet_tavr.labels import LABELS
 
 
@@ -47,14 +46,7 @@ class UnmappedLabel(InputError):
 
 def read_mapping(path: str | Path) -> dict:
     """Read and check a mapping file; returns ``{"labels", "map", "unmapped"}`` with int keys in ``map``."""
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except OSError as exc:
-        raise MissingFile(f"cannot read the label mapping {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise InputError(f"the label mapping {path} is not valid JSON: {exc}") from None
-    return check_mapping(raw, str(path))
+    return check_mapping(read_json(path, "the label mapping"), str(path))
 
 
 def check_mapping(raw: dict, where: str = "mapping") -> dict:

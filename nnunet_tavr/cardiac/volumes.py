@@ -15,7 +15,6 @@ LV mass is the volume of the myocardium class times the density (g/ml).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,13 +48,9 @@ class SegmentationFolder:
 
 def read_classes(path: str | os.PathLike) -> dict[str, int]:
     """Foreground classes (name -> value) of a ``dataset.json`` or a ``{name: value}`` JSON file."""
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except OSError as exc:
-        raise MissingFile(f"cannot read the labels file {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise InputError(f"{path} is not valid JSON: {exc}") from None
+    from nnunet_tavr.io import read_json
+
+    raw = read_json(path, "the labels file")
     labels = raw.get("labels", raw) if isinstance(raw, dict) else None
     if not isinstance(labels, dict) or not labels:
         raise InputError(f"{path}: expected nnU-Net's dataset.json or an object {{class name: value}}")

@@ -33,6 +33,24 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+def synthetic_valve():
+    """A 7-class label map, 1 mm voxels, (50, 60, 60): LV below z = 20 mm, aortic root above, a valve
+    layer 3 mm thick and the annulus at z = 19 mm (plane z = 19.5 mm, normal +z, radius 10 mm, axis
+    at y = x = 30). Returns ``labels`` and the open grid ``(zz, yy, xx)`` to paint more on it."""
+    import numpy as np
+
+    from nnunet_tavr.labels import LABELS
+
+    labels = np.zeros((50, 60, 60), np.uint8)
+    zz, yy, xx = np.ogrid[:50, :60, :60]
+    radial = np.hypot(yy - 30, xx - 30)
+    labels[(zz >= 20) & (radial <= 10)] = LABELS["aortic_root"]
+    labels[(zz >= 20) & (zz < 23) & (radial <= 10)] = LABELS["valve"]
+    labels[(zz < 20) & (radial <= 25)] = LABELS["left_ventricle"]
+    labels[(zz == 19) & (radial <= 11)] = LABELS["annulus"]
+    return labels, (zz, yy, xx)
+
+
 def bin_path(name: str) -> str:
     """A console script of this environment (the tests may run without an activated venv)."""
     return str(Path(sys.executable).with_name(name))

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import synthetic_valve
 from nnunet_tavr.label_derivation import derive_tavr_labels
 from nnunet_tavr.label_derivation.calcium import calcium_of_derivation, paint_calcium
 from nnunet_tavr.label_derivation.calcium_regions import REGIONS
@@ -19,6 +20,7 @@ from nnunet_tavr.labels import CALCIUM_LABEL, LABELS
 from nnunet_tavr.measurement.calcium import CUSP_KEYS, SECTORS, cusp_of_azimuths, measure_calcium, sector_volumes
 from nnunet_tavr.measurement.tavr import measure_tavr
 from nnunet_tavr.phantom import make_subject
+
 
 
 @pytest.fixture(scope="module")
@@ -83,13 +85,8 @@ def test_anatomy_measurements_ignore_the_calcium_label(case):
 
 @pytest.fixture(scope="module")
 def valve():
-    labels = np.zeros((50, 60, 60), np.uint8)
-    zz, yy, xx = np.ogrid[:50, :60, :60]
+    labels, (zz, yy, xx) = synthetic_valve()
     radial = np.hypot(yy - 30, xx - 30)
-    labels[(zz >= 20) & (radial <= 10)] = LABELS["aortic_root"]
-    labels[(zz >= 20) & (zz < 23) & (radial <= 10)] = LABELS["valve"]
-    labels[(zz < 20) & (radial <= 25)] = LABELS["left_ventricle"]
-    labels[(zz == 19) & (radial <= 11)] = LABELS["annulus"]
     labels[(zz >= 18) & (zz <= 20) & (yy == 30) & (xx >= 18) & (xx <= 19)] = CALCIUM_LABEL  # azimuth 90 (-x), annulus
     labels[(zz >= 13) & (zz <= 14) & (yy >= 39) & (yy <= 40) & (xx == 33)] = CALCIUM_LABEL  # azimuth ~198 (+y, +x), LVOT
     labels[(zz >= 26) & (zz <= 27) & (yy == 24) & (xx >= 24) & (xx <= 25)] = CALCIUM_LABEL  # valve, azimuth ~45 (-y, -x)

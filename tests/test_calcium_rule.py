@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import synthetic_valve
 from nnunet_tavr.evaluation.calcium import calcium_agreement
 from nnunet_tavr.label_derivation import derive_tavr_labels
 from nnunet_tavr.label_derivation.calcium import (
@@ -21,6 +22,7 @@ from nnunet_tavr.label_derivation.calcium import (
 from nnunet_tavr.label_derivation.calcium_regions import REGION_ID, REGIONS, AnnulusFrame, annulus_frame, region_map
 from nnunet_tavr.labels import CALCIUM_LABEL, LABELS
 from nnunet_tavr.phantom import make_subject
+
 
 #: Held-out seeds (the rule was developed on seeds below 200) on three grids.
 HELD_OUT = {
@@ -166,13 +168,7 @@ def test_paint_calcium_updates_counts(small):
 
 def test_region_map_follows_the_annulus_plane():
     """Synthetic: annulus plane z = 20 mm (normal +z), radius 10 mm, 1 mm voxels."""
-    labels = np.zeros((50, 60, 60), np.uint8)
-    zz, yy, xx = np.ogrid[:50, :60, :60]
-    radial = np.hypot(yy - 30, xx - 30)
-    labels[(zz >= 20) & (radial <= 10)] = LABELS["aortic_root"]
-    labels[(zz >= 20) & (zz < 23) & (radial <= 10)] = LABELS["valve"]
-    labels[(zz < 20) & (radial <= 25)] = LABELS["left_ventricle"]
-    labels[(zz == 19) & (radial <= 11)] = LABELS["annulus"]
+    labels, _ = synthetic_valve()
     frame = AnnulusFrame.make((19.5, 30, 30), (1, 0, 0), 10.0)
     regions = region_map(labels, (1.0, 1.0, 1.0), frame)
     at = lambda z, r: REGIONS[regions[z, 30, 30 + r] - 1] if regions[z, 30, 30 + r] else None  # noqa: E731

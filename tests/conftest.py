@@ -51,6 +51,21 @@ def synthetic_valve():
     return labels, (zz, yy, xx)
 
 
+def one_step_each(trainer):
+    """One real nnU-Net train_step and validation_step with batches from the trainer's own loaders:
+    ``(training batch, train_step output, validation_step output)``."""
+    import torch
+
+    loader_tr, loader_val = trainer.get_dataloaders()
+    batch = next(loader_tr)
+    trainer.network.train()
+    train = trainer.train_step(batch)
+    trainer.network.eval()
+    with torch.no_grad():
+        val = trainer.validation_step(next(loader_val))
+    return batch, train, val
+
+
 def bin_path(name: str) -> str:
     """A console script of this environment (the tests may run without an activated venv)."""
     return str(Path(sys.executable).with_name(name))

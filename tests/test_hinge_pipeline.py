@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import NnunetTree, nnunet_env
+from conftest import NnunetTree, nnunet_env, one_step_each
 
 DATASET_ID = 315
 DATASET_NAME = "Dataset315_HingePoints"
@@ -132,13 +132,7 @@ def test_real_train_and_validation_step(env, name, enable_ds, configuration):
         loss = trainer.loss.loss if enable_ds else trainer.loss
         assert loss.spacing == list(trainer.configuration_manager.spacing)
         assert loss.patch_size == list(trainer.configuration_manager.patch_size)
-    loader_tr, loader_val = trainer.get_dataloaders()
-    batch = next(loader_tr)
-    trainer.network.train()
-    train = trainer.train_step(batch)
-    trainer.network.eval()
-    with torch.no_grad():
-        val = trainer.validation_step(next(loader_val))
+    batch, train, val = one_step_each(trainer)
     assert np.isfinite(train["loss"]) and np.isfinite(val["loss"])
     assert val["tp_hard"].shape == (3,)
     target = batch["target"]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import one_step_each
 from nnunet_tavr.trainer_path import trainer_folder
 
 LOSS_TRAINERS = ["nnUNetTrainerDiceCE", "nnUNetTrainerFocal", "nnUNetTrainerSRDiceCE", "nnUNetTrainerSRFocal",
@@ -244,18 +245,6 @@ def _trainer(cls, tree, configuration="3d_fullres", dataset_json=None):
     return trainer
 
 
-def _one_step_each(trainer):
-    """One real nnU-Net train_step and validation_step with batches from the trainer's own loaders."""
-    loader_tr, loader_val = trainer.get_dataloaders()
-    batch = next(loader_tr)
-    trainer.network.train()
-    train = trainer.train_step(batch)
-    trainer.network.eval()
-    with torch.no_grad():
-        val = trainer.validation_step(next(loader_val))
-    return batch, train, val
-
-
 @pytest.mark.parametrize("name", LOSS_TRAINERS)
 def test_every_trainer_runs_a_real_train_and_validation_step(lookup, nnunet_env, name):
     from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
@@ -265,7 +254,7 @@ def test_every_trainer_runs_a_real_train_and_validation_step(lookup, nnunet_env,
     trainer = _trainer(lookup(name), nnunet_env)
     assert isinstance(trainer.loss, DeepSupervisionWrapper)
     assert isinstance(trainer.loss.loss, SegAndSkeletonLoss) == (name in SR_TRAINERS)
-    batch, train, val = _one_step_each(trainer)
+    batch, train, val = one_step_each(trainer)
     n_fg = len(trainer.label_manager.foreground_labels)
     assert np.isfinite(train["loss"]) and np.isfinite(val["loss"])
     # the online Dice saw the segmentation only: one entry per foreground class
@@ -337,14 +326,14 @@ def test_sr_trainer_without_deep_supervision(lookup, nnunet_env):
             self.enable_deep_supervision = False
 
     trainer = _trainer(NoDeepSupervision, nnunet_env)
-    batch, train, val = _one_step_each(trainer)
+    batch, train, val = one_step_each(trainer)
     assert torch.is_tensor(batch["target"]) and batch["target"].shape[1] == 2
     assert np.isfinite(train["loss"]) and np.isfinite(val["loss"])
 
 
 def test_sr_trainer_2d_configuration(lookup, nnunet_env):
     trainer = _trainer(lookup("nnUNetTrainerSRFocal"), nnunet_env, configuration="2d")
-    batch, train, val = _one_step_each(trainer)
+    batch, train, val = one_step_each(trainer)
     assert batch["target"][0].ndim == 4 and batch["target"][0].shape[1] == 2
     assert np.isfinite(train["loss"]) and np.isfinite(val["loss"])
 

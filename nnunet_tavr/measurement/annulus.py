@@ -276,9 +276,12 @@ def lumen_footprint(footprint: np.ndarray, ct_plane: np.ndarray, pixel_mm: float
     parts, n = ndimage.label(lumen)
     if n == 0:
         return None, "no lumen pixels in the footprint"
-    votes = np.bincount(parts[inner], minlength=n + 1)
+    votes = np.bincount(parts[inner], minlength=n + 1)  # the part holding most of the core,
     votes[0] = 0
-    lumen = ndimage.binary_fill_holes(parts == int(np.argmax(votes)) if votes.any() else parts == 1 + int(np.argmax(np.bincount(parts.ravel())[1:])))
+    if not votes.any():  # else the largest part
+        votes = np.bincount(parts.ravel(), minlength=n + 1)
+        votes[0] = 0
+    lumen = ndimage.binary_fill_holes(parts == int(np.argmax(votes)))
     if lumen.sum() < 0.5 * footprint.sum():
         return None, f"the contrast lumen (>= {threshold:.0f} HU) covers less than half the labels' footprint"
     why = f"CT >= {threshold:.0f} HU, half-way between lumen {lumen_hu:.0f} HU and surrounding {tissue_hu:.0f} HU"

@@ -13,6 +13,7 @@ from nnunet_tavr.trainers.landmark_losses import (
     HeatmapOTLoss,
     gaussian_log_heatmap,
     gaussian_marginals,
+    glip_can_pay,
     glip_penalty,
 )
 from nnunet_tavr.trainers.landmark_ot import lattice_slices, project, project_product, sinkhorn_divergence, sliced_w2
@@ -65,13 +66,23 @@ def test_lattice_slices_weigh_to_the_identity(spacing):
     np.testing.assert_allclose(total, np.eye(len(spacing)), atol=1e-12)
 
 
-def test_product_projection_equals_the_voxel_projection():
+@pytest.mark.parametrize("kind", ["axes", "faces", "lattice"])
+def test_projections_bin_each_voxel_on_each_direction(kind):
     shape, spacing = (7, 9, 6), (2.0, 1.0, 1.5)
     frac = torch.tensor([[0.4, 0.55, 0.5], [0.2, 0.7, 0.6]], dtype=torch.float64)
     full = gaussian_log_heatmap(shape, spacing, frac, 2.0).exp()
-    marginals = gaussian_marginals(shape, spacing, frac, 2.0)
-    for signs, _, _ in lattice_slices(spacing):
-        torch.testing.assert_close(project_product(marginals, signs), project(full, signs, shape), rtol=1e-9, atol=1e-12)
+    projected = project(full, kind)
+    # by hand: the bincount of sum_k signs_k i_k over the voxels, from its smallest value
+    index = np.indices(shape).reshape(len(shape), -1)
+    for d, (signs, _, _) in enumerate(lattice_slices(spacing, kind)):
+        bins = np.tensordot(signs, index, axes=1)
+        for row in range(2):
+            expected = np.bincount(bins - bins.min(), weights=full[row].reshape(-1).numpy())
+            np.testing.assert_allclose(projected[row, d, :expected.size].numpy(), expected, rtol=1e-12, atol=1e-15)
+            assert float(projected[row, d, expected.size:].abs().sum()) == 0.0  # padding
+    # a product measure from its 1-D marginals, without the voxels
+    torch.testing.assert_close(project_product(gaussian_marginals(shape, spacing, frac, 2.0), kind), projected,
+                               rtol=1e-9, atol=1e-12)
 
 
 def blob(shape, centre, sigma, spacing):
@@ -171,6 +182,18 @@ def test_heatmap_ot_loss_prefers_the_right_peak_and_skips_absent_landmarks(ot):
     assert float(anchored(high, none)) > float(anchored(low, none)) + 1.0
 
 
+@pytest.mark.parametrize("extra_channels", [0, 2])
+def test_reference_logits_and_their_gradient(extra_channels):
+    # channel 0 is the reference; channels past 1 + L (none in the trainers) get no gradient
+    loss = HeatmapMSELoss(2, (1.0, 1.0, 1.0), (3, 4, 5))
+    out = torch.randn(2, 3 + extra_channels, 3, 4, 5, requires_grad=True)
+    torch.testing.assert_close(loss.logits(out), out[:, 1:3] - out[:, :1])
+    weights = torch.randn(2, 2, 3, 4, 5)
+    (loss.logits(out) * weights).sum().backward()
+    expected = torch.cat([-weights.sum(1, keepdim=True), weights, torch.zeros(2, extra_channels, 3, 4, 5)], dim=1)
+    torch.testing.assert_close(out.grad, expected)
+
+
 def test_deep_supervision_scale_uses_the_scaled_spacing():
     loss = HeatmapOTLoss(1, (1.0, 2.0, 3.0), (16, 16, 16))
     assert loss.scale_spacing((8, 8, 4)) == [2.0, 4.0, 12.0]
@@ -182,6 +205,45 @@ def test_glip_charges_collapsed_peaks_not_smooth_ones():
     sharp = dirac(shape, (8, 8, 8)).exp().float()
     assert float(glip_penalty(smooth, spacing, 2.0)) == pytest.approx(0.0, abs=1e-8)
     assert float(glip_penalty(sharp, spacing, 2.0)) > 0
+
+
+def glip_by_definition(p, spacing, sigma_mm):
+    """GLiP on every edge of the grid, straight from its formula (the reference for the sparse one)."""
+    h = p / p.flatten(1).max(dim=1).values.reshape([-1] + [1] * (p.ndim - 1))
+    bound = 1.0 / (sigma_mm * math.sqrt(math.e))
+    terms = [torch.relu(torch.diff(h, dim=k + 1).abs() / sp - bound).square().mean()
+             for k, sp in enumerate(spacing) if p.shape[k + 1] > 1]
+    return sum(terms) / len(terms)
+
+
+@pytest.mark.parametrize("logits", ["peaked", "two_level", "flat"])
+@pytest.mark.parametrize("shape,spacing", [((20, 22, 18), (1.5, 1.5, 1.5)), ((12, 30, 16), (2.5, 0.7, 1.2)),
+                                           ((1, 9, 11), (1.0, 1.0, 1.0)), ((25, 21), (0.7, 1.1))])
+def test_glip_on_its_paying_edges_equals_the_definition(logits, shape, spacing):
+    # "peaked": few voxels near the max (the candidates' edges); "two_level": half the voxels at the
+    # max, so the edges are found by dense differences; "flat": an untrained network, nothing pays
+    gen = torch.Generator().manual_seed(3)
+    z = {"peaked": 3.0 * torch.randn(4, *shape, generator=gen, dtype=torch.float64),
+         # (slightly noisy: with exact ties the max's gradient may pick another of the tied voxels)
+         "two_level": 5.0 * torch.randint(0, 2, (4, *shape), generator=gen).double()
+         + 0.01 * torch.randn(4, *shape, generator=gen, dtype=torch.float64),
+         "flat": 0.01 * torch.randn(4, *shape, generator=gen, dtype=torch.float64)}[logits].requires_grad_()
+    values, grads = [], []
+    for fn in (glip_penalty, glip_by_definition):
+        value = fn(torch.softmax(z.flatten(1), 1).reshape(z.shape), spacing, 2.0)
+        values.append(float(value))
+        grads.append(torch.autograd.grad(value, z)[0])
+    assert values[0] == pytest.approx(values[1], rel=1e-12, abs=1e-300)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-9, atol=1e-12 * float(grads[1].abs().max()))
+    assert (values[1] > 0) == (logits != "flat")
+
+
+def test_glip_is_skipped_only_where_no_edge_can_pay():
+    # sigma 2 mm: the bound is 0.30 / mm, so a 4 mm edge would need |dh| > 1.2 (impossible)
+    assert glip_can_pay((1.5, 1.5, 1.5), 2.0) and not glip_can_pay((4.0, 4.0, 4.0), 2.0)
+    sharp = dirac((8, 8, 8), (4, 4, 4)).exp().float()
+    assert float(glip_penalty(sharp, (3.2, 3.2, 3.2), 2.0)) > 0  # just under the limit: pays
+    assert float(glip_penalty(sharp, (3.4, 3.4, 3.4), 2.0)) == 0.0
 
 
 def test_mse_loss_zero_at_the_target_heatmap():

@@ -1,5 +1,6 @@
-"""Landmark heatmap losses on the voxel grid: a Sinkhorn optimal-transport loss with a grid-based
-Lipschitz penalty (GLiP), and the Gaussian-heatmap MSE baseline.
+"""Landmark heatmap losses on the voxel grid: an optimal-transport loss (exact sliced W2 by default,
+or the Sinkhorn divergence) with a grid-based Lipschitz penalty (GLiP) and a cross-entropy anchor,
+and the Gaussian-heatmap MSE baseline.
 
 Conventions
 -----------
@@ -19,14 +20,16 @@ Conventions
 
 The OT distance
 ---------------
-Sinkhorn divergence (debiased entropic OT) with the squared Euclidean cost in mm,
-``S_eps(a, b) = OT_eps(a, b) - OT_eps(a, a)/2 - OT_eps(b, b)/2``, ``OT_eps(a, b) = min_pi <pi, C> +
-eps KL(pi | a x b)``, ``C(x, y) = |x - y|^2`` (mm^2, the grid's physical coordinates). The cost is
-a sum over axes, so the Gibbs kernel ``exp(-C / eps)`` is a product of one 1-D kernel per axis and
-every Sinkhorn "softmin" is ``d`` one-dimensional log-sum-exp passes (a separable convolution in
-the log domain: no ``N x N`` matrix, stable for any eps). Iterations follow eps-scaling from the
-patch's squared diameter down to ``blur_mm**2``; the potentials' last update is differentiable
-(the gradient of the divergence with respect to ``a`` is its dual potential).
+The default is the exact sliced ``W2^2`` over the lattice directions
+(:func:`~nnunet_tavr.trainers.landmark_ot.sliced_w2`). The alternative is the Sinkhorn divergence
+(debiased entropic OT) with the squared Euclidean cost in mm, ``S_eps(a, b) = OT_eps(a, b) -
+OT_eps(a, a)/2 - OT_eps(b, b)/2``, ``OT_eps(a, b) = min_pi <pi, C> + eps KL(pi | a x b)``, ``C(x, y)
+= |x - y|^2`` (mm^2, the grid's physical coordinates). The cost is a sum over axes, so the Gibbs
+kernel ``exp(-C / eps)`` is a product of one 1-D kernel per axis and every Sinkhorn "softmin" is
+``d`` one-dimensional log-sum-exp passes (a separable convolution in the log domain: no ``N x N``
+matrix, stable for any eps). Iterations follow eps-scaling from the patch's squared diameter down to
+``blur_mm**2``; the potentials' last update is differentiable (the gradient of the divergence with
+respect to ``a`` is its dual potential).
 
 Exact properties (any eps, at convergence): point masses at distance ``d`` mm have ``S = d^2``;
 translating the target by ``t`` changes ``S(a, b)`` to ``S(a, b) + |t|^2 + 2 <m_b - m_a, t>``
@@ -47,16 +50,19 @@ from torch import nn
 from nnunet_tavr.trainers.landmark_ot import sinkhorn_divergence, sliced_w2
 
 
+def _axis_log_gaussians(shape, spacing, centre_frac: torch.Tensor, sigma_mm: float) -> list[torch.Tensor]:
+    """Per axis ``k``, ``-(x - c_k)^2 / (2 sigma^2)`` at the voxel centres ``x`` (mm), ``(M, n_k)``."""
+    out = []
+    for k, (n, sp) in enumerate(zip(shape, spacing)):
+        x = (torch.arange(n, device=centre_frac.device, dtype=centre_frac.dtype) + 0.5) * float(sp)
+        out.append((x - centre_frac[:, k, None] * (n * float(sp))).square_().mul_(-0.5 / sigma_mm**2))
+    return out
+
 
 def gaussian_marginals(shape, spacing, centre_frac: torch.Tensor, sigma_mm: float) -> list[torch.Tensor]:
     """The 1-D marginals ``(M, n_k)`` (each sums to 1) of the grid Gaussian of
     :func:`gaussian_log_heatmap`, which is their product."""
-    out = []
-    for k, (n, sp) in enumerate(zip(shape, spacing)):
-        x = (torch.arange(n, device=centre_frac.device, dtype=centre_frac.dtype) + 0.5) * float(sp)
-        logit = -((x[None, :] - centre_frac[:, k, None] * n * float(sp)) ** 2) / (2 * sigma_mm**2)
-        out.append(torch.softmax(logit, dim=-1))
-    return out
+    return [torch.softmax(t, dim=-1) for t in _axis_log_gaussians(shape, spacing, centre_frac, sigma_mm)]
 
 
 def gaussian_log_heatmap(shape, spacing, centre_frac: torch.Tensor, sigma_mm: float) -> torch.Tensor:
@@ -65,12 +71,9 @@ def gaussian_log_heatmap(shape, spacing, centre_frac: torch.Tensor, sigma_mm: fl
     ``centre_frac``: ``(M, d)`` positions as fractions of the patch extent; returns ``(M, *shape)``.
     """
     logs = 0.0
-    for k, (n, sp) in enumerate(zip(shape, spacing)):
-        x = (torch.arange(n, device=centre_frac.device, dtype=centre_frac.dtype) + 0.5) * float(sp)
-        c = centre_frac[:, k] * n * float(sp)
-        term = -((x[None, :] - c[:, None]) ** 2) / (2 * sigma_mm**2)
+    for k, term in enumerate(_axis_log_gaussians(shape, spacing, centre_frac, sigma_mm)):
         view = [term.shape[0]] + [1] * len(shape)
-        view[k + 1] = n
+        view[k + 1] = shape[k]
         logs = logs + term.reshape(view)
     logs = logs.expand(centre_frac.shape[0], *shape)
     return logs - torch.logsumexp(logs.reshape(logs.shape[0], -1), dim=1).reshape([-1] + [1] * len(shape))
@@ -82,18 +85,81 @@ def glip_penalty(p: torch.Tensor, spacing, sigma_mm: float, factor: float = 1.0)
     The peak-normalised heatmap ``h = p / max p`` is penalised wherever its finite-difference slope
     along a grid axis exceeds the largest slope of the target Gaussian of the same peak,
     ``L = factor / (sigma * sqrt(e))`` per mm: ``mean(relu(|h(x + e_k) - h(x)| / spacing_k - L)^2)``
-    over all grid edges and axes. A prediction as smooth as the target pays nothing; one that
-    collapses onto one or two voxels (a grid-quantised peak whose soft-argmax cannot be sub-voxel)
-    pays. Units: mm^-2.
+    over all grid edges of an axis, averaged over the axes that have edges. A prediction as smooth
+    as the target pays nothing; one that collapses onto one or two voxels (a grid-quantised peak
+    whose soft-argmax cannot be sub-voxel) pays. Units: mm^-2.
+
+    Only the few edges that pay are differentiated (the others have no value and no gradient), so
+    the backward pass is one sparse gather, see :func:`_paying_edges`.
     """
-    h = p / p.flatten(1).max(dim=1).values.reshape([-1] + [1] * (p.ndim - 1)).clamp_min(1e-30)
-    bound = factor / (sigma_mm * math.sqrt(math.e))
+    m, shape = p.shape[0], tuple(p.shape[1:])
+    bound = glip_slope_bound(sigma_mm, factor)
+    axes = [k for k, n in enumerate(shape) if n > 1]
+    if not axes:
+        return p.sum() * 0.0
+    n_vox = math.prod(shape)
+    strides = [math.prod(shape[k + 1:]) for k in range(len(shape))]
+    with torch.no_grad():
+        peak, firsts = _paying_edges(p, [bound * float(spacing[k]) for k in axes], axes, strides)
+    # one gather: each indexing op's backward writes a dense zero gradient of the patch
+    values = p.reshape(-1)[torch.cat([peak] + [i for k, f in zip(axes, firsts) for i in (f, f + strides[k])])]
+    peaks, values = values[:m].clamp_min(1e-30), values[m:]
     total = p.new_zeros(())
-    for k, sp in enumerate(spacing):
-        # relu(|dh| / sp - L)^2 = softshrink(dh, L sp)^2 / sp^2: two fused passes over the patch
-        excess = F.softshrink(torch.diff(h, dim=k + 1), bound * float(sp))
-        total = total + torch.linalg.vector_norm(excess).square() / excess.numel() / float(sp) ** 2
-    return total / len(spacing)
+    for k, first in zip(axes, firsts):
+        start, end, values = values[:first.numel()], values[first.numel():2 * first.numel()], values[2 * first.numel():]
+        excess = F.softshrink((end - start) / peaks[first // n_vox], bound * float(spacing[k]))
+        edges = m * (shape[k] - 1) * (n_vox // shape[k])
+        total = total + excess.square().sum() / edges / float(spacing[k]) ** 2
+    return total / len(axes)
+
+
+def glip_can_pay(spacing, sigma_mm: float, factor: float = 1.0) -> bool:
+    """Whether any edge of a grid of ``spacing`` (mm) can exceed GLiP's bound: a slope bound of
+    ``L * spacing >= 1`` per edge is beyond any peak-normalised heatmap (``|dh| <= 1``), so GLiP is
+    0 on coarse grids (coarse deep-supervision scales; all of a 4 mm grid with sigma 2 mm)."""
+    return glip_slope_bound(sigma_mm, factor) * min(float(s) for s in spacing) < 1.0
+
+
+def glip_slope_bound(sigma_mm: float, factor: float = 1.0) -> float:
+    """GLiP's slope bound ``L = factor / (sigma sqrt(e))`` (1/mm): the steepest slope of a Gaussian
+    of peak 1, ``|d/dr exp(-r^2 / 2 sigma^2)|`` at ``r = sigma``, times ``factor``."""
+    return factor / (sigma_mm * math.sqrt(math.e))
+
+
+def _paying_edges(p: torch.Tensor, cuts, axes, strides) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The linear index (in ``p.reshape(-1)``) of each row's maximum, and per axis in ``axes`` the
+    first endpoints ``v`` of a superset of the edges ``(v, v + e_k)`` whose ``|dh|`` exceeds
+    ``cuts[k]`` (``h = p / max p``).
+
+    As ``0 <= h <= 1``, ``|dh| <= max(h(v), h(v + e_k))``: only edges touching a voxel above
+    ``min(cuts)`` can pay, usually a handful around the peak, found with one comparison. When they
+    are a large share of the patch (a flat heatmap: an untrained network) the finite differences
+    are compared with the cut instead, one dense pass per axis without gradient.
+    """
+    m, shape = p.shape[0], p.shape[1:]
+    n_vox = p[0].numel()
+    rows = p.reshape(m, -1)
+    peak = rows.argmax(dim=1) + torch.arange(m, device=p.device) * n_vox
+    top = p.reshape(-1)[peak]
+    above = torch.nonzero((rows > (top * min(cuts))[:, None]).reshape(-1)).squeeze(1)
+    firsts = []
+    sparse = above.numel() * 8 <= p.numel()
+    if sparse:
+        is_above = torch.zeros(p.numel(), dtype=torch.bool, device=p.device)
+        is_above[above] = True
+        voxel = above % n_vox
+    for k, cut in zip(axes, cuts):
+        if sparse:
+            # each voxel's forward edge, and its backward edge unless the voxel behind is above too
+            # (then that edge is already the other voxel's forward edge)
+            at = voxel // strides[k] % shape[k]
+            back = above[at > 0] - strides[k]
+            firsts.append(torch.cat([above[at < shape[k] - 1], back[~is_above[back]]]))
+        else:
+            dp = torch.diff(p, dim=k + 1).abs_()
+            where = torch.nonzero(dp > (top * cut).reshape([-1] + [1] * len(shape)), as_tuple=True)
+            firsts.append(where[0] * n_vox + sum(i * st for i, st in zip(where[1:], strides)))
+    return peak, firsts
 
 
 def read_targets(target: torch.Tensor, num_landmarks: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,6 +167,19 @@ def read_targets(target: torch.Tensor, num_landmarks: int) -> tuple[torch.Tensor
     d = target.ndim - 2
     flat = target[:, 1:1 + num_landmarks * (1 + d)].reshape(target.shape[0], num_landmarks, 1 + d, -1)[..., 0]
     return flat[..., 0] > 0.5, flat[..., 1:].float()
+
+
+class _ReferenceLogits(torch.autograd.Function):
+    """``z_l - z_0`` for the channels ``1..L`` of ``(B, 1 + L, *S)``, with a backward that writes the
+    input's gradient once (autograd's slicing would allocate and zero it once per slice)."""
+
+    @staticmethod
+    def forward(ctx, output):
+        return output[:, 1:] - output[:, :1]
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.cat([-grad.sum(1, keepdim=True), grad], dim=1)
 
 
 class _HeatmapLoss(nn.Module):
@@ -117,8 +196,13 @@ class _HeatmapLoss(nn.Module):
         """mm per axis of an output of ``shape`` (a deep-supervision scale of the patch)."""
         return [sp * n / s for sp, n, s in zip(self.spacing, self.patch_size, shape)]
 
+    def channels(self, output: torch.Tensor) -> torch.Tensor:
+        """The reference and landmark channels (not sliced when they are all there: even a full-range
+        slice allocates and zeroes the whole gradient in its backward)."""
+        return output if output.shape[1] == 1 + self.num_landmarks else output[:, :1 + self.num_landmarks]
+
     def logits(self, output: torch.Tensor) -> torch.Tensor:
-        return output[:, 1:1 + self.num_landmarks].float() - output[:, :1].float()
+        return _ReferenceLogits.apply(self.channels(output).float())
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         with torch.autocast(output.device.type, enabled=False):
@@ -159,31 +243,35 @@ class HeatmapOTLoss(_HeatmapLoss):
         b, l = z.shape[:2]
         flat = z.reshape(b * l, -1)
         present, frac = read_targets(target, self.num_landmarks)
-        loss = output.new_zeros((), dtype=torch.float32) + 0.0 * z.sum()
         sel = present.reshape(-1)
-        centres = frac.reshape(b * l, -1)[sel]
+        n_present = int(sel.sum())  # one host sync
+        # indexing copies the whole patch (and its gradient): only when some landmark is absent
+        rows = (lambda x: x) if n_present == sel.numel() else (lambda x: x[sel])  # noqa: E731
+        centres = rows(frac.reshape(b * l, -1))
+        terms = []
         if self.ot == "sliced":
             p = torch.softmax(flat, dim=-1).reshape(b * l, *z.shape[2:])
-            if sel.any():
-                div = sliced_w2(p[sel], None, spacing, self.directions,
+            if n_present:
+                div = sliced_w2(rows(p), None, spacing, self.directions,
                                 b_marginals=gaussian_marginals(z.shape[2:], spacing, centres, self.sigma_mm))
         else:
             log_p = torch.log_softmax(flat, dim=-1).reshape(b * l, *z.shape[2:])
             p = log_p.exp()
-            if sel.any():
+            if n_present:
                 log_q = gaussian_log_heatmap(z.shape[2:], spacing, centres, self.sigma_mm)
-                div = sinkhorn_divergence(log_p[sel], log_q, spacing, self.blur_mm, self.scaling, self.extra_iterations)
-        if sel.any():
+                div = sinkhorn_divergence(rows(log_p), log_q, spacing, self.blur_mm, self.scaling, self.extra_iterations)
+        if n_present:
             ot = (div.clamp_min(0) + 1e-6).sqrt() / self.sigma_mm if not self.squared else div / self.sigma_mm**2
-            loss = loss + ot.mean()
-        if self.glip_weight:
-            loss = loss + self.glip_weight * self.sigma_mm**2 * glip_penalty(p, spacing, self.sigma_mm, self.glip_factor)
+            terms.append(ot.mean())
+        if self.glip_weight and glip_can_pay(spacing, self.sigma_mm, self.glip_factor):
+            terms.append(self.glip_weight * self.sigma_mm**2 * glip_penalty(p, spacing, self.sigma_mm, self.glip_factor))
         if self.ce_weight:
             # anchors the logits' absolute level: z_l - z_0 < 0 away from landmark l, > 0 on its sphere,
             # so the tiles of nnU-Net's sliding window (and patches without the landmark) are comparable
             seg = target[:, 0].round().long()
-            loss = loss + self.ce_weight * F.cross_entropy(output[:, : 1 + self.num_landmarks].float(), seg)
-        return loss
+            terms.append(self.ce_weight * F.cross_entropy(self.channels(output).float(), seg))
+        # a batch with nothing to learn still returns a loss connected to the graph
+        return sum(terms[1:], terms[0]) if terms else 0.0 * z.sum()
 
 
 class HeatmapMSELoss(_HeatmapLoss):

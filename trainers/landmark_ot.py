@@ -1,7 +1,7 @@
 """Optimal-transport distances between distributions on a regular voxel grid (mm costs).
 
 - :func:`sliced_w2`: exact sliced ``W2^2`` over the lattice directions (:func:`lattice_slices`),
-  O(N) per direction; the landmark loss's default.
+  O(N), all directions binned and solved in one batch; the landmark loss's default.
 - :func:`sinkhorn_divergence`: the debiased Sinkhorn divergence with the squared cost, the Gibbs
   kernel separable per axis (log-domain 1-D passes).
 
@@ -12,10 +12,11 @@ Inputs are ``(M, *S)`` weights or log-weights; ``spacing`` is mm per spatial axi
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 
 import torch
-import torch.nn.functional as F
 
 #: Elements of the largest intermediate ``(rows, n, n)`` tensor of one log-sum-exp pass.
 CHUNK_ELEMENTS = 2 ** 26
@@ -103,10 +104,11 @@ def sinkhorn_divergence(log_a: torch.Tensor, log_b: torch.Tensor, spacing, blur_
     return (a * (f - fa)).sum(dims) + (b * (g - gb)).sum(dims)
 
 
-def _w2_common_support(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Exact 1-D ``W2^2`` between rows of weights ``a``, ``b`` ``(M, n)`` on one sorted support ``x``
-    ``(n,)`` (mm): ``int_0^1 (F_a^-1(u) - F_b^-1(u))^2 du`` over the merged breakpoints of the two
-    CDFs. Differentiable in the weights (through the breakpoints' spacing ``du``)."""
+def _w2_on_bins(a: torch.Tensor, b: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """Exact 1-D ``W2^2`` between rows of weights ``a``, ``b`` ``(R, n)`` on equally spaced bins,
+    ``step`` mm apart (a tensor broadcasting to ``(R, 1)``): ``int_0^1 (F_a^-1(u) - F_b^-1(u))^2 du``
+    over the merged breakpoints of the two CDFs. Bins of weight 0 (padding) are never a quantile.
+    Differentiable in the weights (through the breakpoints' spacing ``du``)."""
     ca, cb = a.cumsum(-1), b.cumsum(-1)
     ca = ca / ca[..., -1:].clamp_min(1e-30)
     cb = cb / cb[..., -1:].clamp_min(1e-30)
@@ -114,10 +116,10 @@ def _w2_common_support(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> tor
     u = torch.cat([torch.zeros_like(u[..., :1]), u], dim=-1)
     du = u.diff(dim=-1)
     mid = (u[..., :-1] + 0.5 * du).detach()
-    n = x.shape[0]
+    n = a.shape[-1]
     ia = torch.searchsorted(ca.detach().contiguous(), mid.contiguous()).clamp_max(n - 1)
     ib = torch.searchsorted(cb.detach().contiguous(), mid.contiguous()).clamp_max(n - 1)
-    return (du * (x[ia] - x[ib]) ** 2).sum(-1)
+    return (du * ((ia - ib).to(a.dtype) * step) ** 2).sum(-1)
 
 
 def lattice_slices(spacing, kind: str = "lattice") -> list[tuple[tuple[int, ...], float, float]]:
@@ -134,8 +136,6 @@ def lattice_slices(spacing, kind: str = "lattice") -> list[tuple[tuple[int, ...]
     ``sum_theta w W2^2(theta_# a, theta_# b)`` is ``|d|^2`` for point masses at distance ``d`` and
     obeys the translation law of :func:`sliced_w2`, on any anisotropic grid.
     """
-    import itertools
-
     spacing = [float(s) for s in spacing]
     ndim = len(spacing)
     if kind not in ("axes", "faces", "lattice"):
@@ -160,57 +160,92 @@ def lattice_slices(spacing, kind: str = "lattice") -> list[tuple[tuple[int, ...]
     return out + [(sg, unit(sg)[1], c) for sg in diagonals]
 
 
-_BIN_CACHE: dict = {}
+class _SliceLayout:
+    """Where each cell of the grid's marginals lands in the projections of :func:`lattice_slices`.
+
+    Every direction takes the smallest *source* marginal holding its axes: the 1-D marginals
+    (``"axes"``), the planes (``"faces"``; the body diagonals of ``"lattice"`` take the whole
+    grid). A cell of a source, at indices ``i`` on its axes, lands for direction ``d`` in bin
+    ``sum_k signs_k i_k - min`` of row ``d`` of a ``(D, width)`` block (``width``: the longest
+    projection; shorter ones are padded with empty bins). So all ``D`` projections are one gather of
+    the concatenated sources and one ``index_add``, whatever ``D`` (few operations: the loss runs
+    at every deep-supervision scale).
+    """
+
+    def __init__(self, shape, kind: str, device):
+        ndim = len(shape)
+        orders = {"axes": [1], "faces": [min(2, ndim)], "lattice": sorted({min(2, ndim), ndim})}[kind]
+        candidates = [axes for order in orders for axes in itertools.combinations(range(ndim), order)]
+        self.directions = [signs for signs, _, _ in lattice_slices([1.0] * ndim, kind)]
+        source_of = [min((axes for axes in candidates if all(k in axes for k, sg in enumerate(signs) if sg)), key=len)
+                     for signs in self.directions]
+        self.sources = sorted(set(source_of), key=lambda axes: (len(axes), axes))
+        self.width = max(sum((n - 1) * abs(sg) for n, sg in zip(shape, signs)) + 1 for signs in self.directions)
+        offsets = [0]
+        for axes in self.sources:
+            offsets.append(offsets[-1] + math.prod(shape[k] for k in axes))
+        cells, bins = [], []
+        for d, (signs, axes) in enumerate(zip(self.directions, source_of)):
+            s = self.sources.index(axes)
+            b = sum(torch.meshgrid(*[torch.arange(shape[k]) * signs[k] for k in axes], indexing="ij")).reshape(-1)
+            cells.append(torch.arange(offsets[s], offsets[s + 1]))
+            bins.append(b - b.min() + d * self.width)
+        self.cells = torch.cat(cells).to(device)
+        self.bins = torch.cat(bins).to(device)
+
+    def project(self, sources: list[torch.Tensor]) -> torch.Tensor:
+        """``(M, D, width)`` projections from the sources' marginals ``(M, *source shape)``."""
+        flat = torch.cat([m.reshape(m.shape[0], -1) for m in sources], dim=1)
+        out = flat.new_zeros(flat.shape[0], len(self.directions) * self.width)
+        out.index_add_(1, self.bins, flat.index_select(1, self.cells))
+        return out.reshape(flat.shape[0], len(self.directions), self.width)
 
 
-def _slice_bins(shape, signs, device):
-    """Per voxel (flattened), its bin ``sum_k signs_k i_k - min``; and the number of bins (cached)."""
-    key = (tuple(shape), signs, str(device))
-    if key not in _BIN_CACHE:
-        grids = torch.meshgrid(*[torch.arange(n) * sg for n, sg in zip(shape, signs)], indexing="ij")
-        idx = sum(grids).reshape(-1)
-        idx = idx - idx.min()
-        if len(_BIN_CACHE) > 256:
-            _BIN_CACHE.clear()
-        _BIN_CACHE[key] = (idx.to(device), int(idx.max()) + 1)
-    return _BIN_CACHE[key]
+_LAYOUTS: dict = {}
 
 
-def project(weights: torch.Tensor, signs, shape, marginals: dict | None = None) -> torch.Tensor:
-    """The distribution of ``sum_k signs_k i_k`` under ``weights`` ``(M, *shape)``: the marginal on
-    the axes with a non-zero sign (cached in ``marginals`` by axes), then one bincount of it."""
-    axes = tuple(k for k, sg in enumerate(signs) if sg)
-    marginals = {} if marginals is None else marginals
-    if axes not in marginals:
-        # from a cached marginal on more axes when there is one (a plane's, 1/n of the voxels)
-        wider = [key for key in marginals if set(axes) < set(key)]
-        source, kept = (marginals[min(wider, key=len)], min(wider, key=len)) if wider else (weights, tuple(range(len(shape))))
-        other = tuple(i + 1 for i, k in enumerate(kept) if k not in axes)
-        marginals[axes] = source.sum(other) if other else source
-    sub = marginals[axes]
-    kept = tuple(signs[k] for k in axes)
-    if len(axes) == 1:
-        return sub.flip(-1) if kept[0] < 0 else sub
-    idx, nbins = _slice_bins(tuple(shape[k] for k in axes), kept, weights.device)
-    flat = sub.reshape(sub.shape[0], -1)
-    return flat.new_zeros(flat.shape[0], nbins).index_add_(1, idx, flat)
+def slice_layout(shape, kind: str, device) -> _SliceLayout:
+    """The cached :class:`_SliceLayout` of a grid shape and slicing kind."""
+    key = (tuple(int(n) for n in shape), kind, str(device))
+    if key not in _LAYOUTS:
+        if len(_LAYOUTS) > 64:
+            _LAYOUTS.clear()
+        _LAYOUTS[key] = _SliceLayout(key[0], kind, device)
+    return _LAYOUTS[key]
 
 
-def project_product(marginals: list[torch.Tensor], signs) -> torch.Tensor:
+def project(weights: torch.Tensor, kind: str = "faces") -> torch.Tensor:
+    """The distributions of ``sum_k signs_k i_k`` under ``weights`` ``(M, *S)`` for every direction
+    of :func:`lattice_slices` (in its order), as ``(M, D, width)`` (bins from the smallest value)."""
+    layout = slice_layout(weights.shape[1:], kind, weights.device)
+    ndim = weights.ndim - 1
+    sources = []
+    for axes in layout.sources:
+        other = tuple(k + 1 for k in range(ndim) if k not in axes)
+        sources.append(weights.sum(other) if other else weights)
+    return layout.project(sources)
+
+
+def project_product(marginals: list[torch.Tensor], kind: str = "faces") -> torch.Tensor:
     """:func:`project` for a product measure given by its 1-D marginals ``(M, n_k)`` per axis: the
-    convolution of the marginals (flipped where ``signs_k = -1``), without touching the N voxels."""
-    out = None
-    for marginal, sg in zip(marginals, signs):
-        if sg == 0:
-            continue
-        m = marginal.flip(-1) if sg < 0 else marginal
-        if out is None:
-            out = m
-            continue
-        rows, n = m.shape
-        # full convolution per row: conv1d correlates, so flip the kernel
-        out = F.conv1d(out[None], m.flip(-1)[:, None, :], padding=n - 1, groups=rows)[0]
-    return out
+    sources are outer products of the marginals (planes for ``"faces"``), never the N voxels
+    unless the kind needs the whole grid."""
+    layout = slice_layout([m.shape[1] for m in marginals], kind, marginals[0].device)
+    sources = []
+    for axes in layout.sources:
+        joint = marginals[axes[0]]
+        for k in axes[1:]:
+            joint = joint[..., None] * marginals[k].reshape([marginals[k].shape[0]] + [1] * (joint.ndim - 1) + [-1])
+        sources.append(joint)
+    return layout.project(sources)
+
+
+@functools.lru_cache(maxsize=64)
+def _slice_steps(spacing: tuple, kind: str, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """mm per projected bin and weight of each direction of :func:`lattice_slices`, as tensors."""
+    slices = lattice_slices(spacing, kind)
+    return (torch.tensor([1.0 / norm for _, norm, _ in slices], device=device, dtype=dtype),
+            torch.tensor([w for _, _, w in slices], device=device, dtype=dtype))
 
 
 def sliced_w2(a: torch.Tensor, b: torch.Tensor | None, spacing, directions: str = "faces",
@@ -224,15 +259,12 @@ def sliced_w2(a: torch.Tensor, b: torch.Tensor | None, spacing, directions: str 
     For point masses ``a = delta_p``, ``b = delta_q`` it is exactly ``|p - q|^2``; translating ``b``
     by ``t`` changes it by ``|t|^2 + 2 <m_b - m_a, t>`` (each 1-D ``W2^2`` changes by
     ``(theta . t)^2 + 2 (theta . t)(theta . (m_b - m_a))`` and ``sum w theta theta^T = I``), the same
-    laws as the Sinkhorn divergence. It is a lower bound of ``W2^2``. O(N) per direction.
+    laws as the Sinkhorn divergence. It is a lower bound of ``W2^2``. O(N).
     """
-    shape = a.shape[1:]
-    total = a.new_zeros(a.shape[0])
-    cache_a, cache_b = {}, {}
-    # planes' diagonals first: the axes' marginals then come from the planes' marginals
-    for signs, norm, weight in sorted(lattice_slices(spacing, directions), key=lambda s: -sum(map(abs, s[0]))):
-        pa = project(a, signs, shape, cache_a)
-        pb = project(b, signs, shape, cache_b) if b is not None else project_product(b_marginals, signs)
-        x = torch.arange(pa.shape[1], device=a.device, dtype=a.dtype) / norm
-        total = total + weight * _w2_common_support(x, pa, pb)
-    return total
+    m = a.shape[0]
+    pa = project(a, directions)
+    pb = project(b, directions) if b is not None else project_product(b_marginals, directions)
+    step, weight = _slice_steps(tuple(float(s) for s in spacing), directions, a.device, a.dtype)
+    width = pa.shape[-1]
+    w2 = _w2_on_bins(pa.reshape(-1, width), pb.reshape(-1, width), step.repeat(m)[:, None]).reshape(m, -1)
+    return (w2 * weight).sum(1)

@@ -4,8 +4,8 @@ landmark), issue 15 / seed 003.
 =============================== ======================================================= =========
 trainer                         output read as / loss                                    baseline
 =============================== ======================================================= =========
-nnUNetTrainerHeatmapOT          per-landmark softmax over voxels; Sinkhorn OT to a       proposed
-                                Gaussian (sigma in mm, cost in mm) + GLiP
+nnUNetTrainerHeatmapOT          per-landmark softmax over voxels; sliced W2 OT to a      proposed
+                                Gaussian (sigma in mm, cost in mm) + GLiP + CE anchor
 nnUNetTrainerHeatmapMSE         per-landmark heatmap; L2 to a Gaussian of peak 1         yes
 nnUNetTrainer                   nnU-Net's own segmentation of the spheres (centre of     yes
                                 mass of each predicted label at inference)

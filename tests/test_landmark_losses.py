@@ -246,6 +246,23 @@ def test_glip_is_skipped_only_where_no_edge_can_pay():
     assert float(glip_penalty(sharp, (3.4, 3.4, 3.4), 2.0)) == 0.0
 
 
+def test_mse_loss_weighs_the_gaussian_like_the_background_at_any_patch_size():
+    # predicting 0 everywhere must cost the same whatever the patch, not vanish as the patch grows
+    # (a fixed peak weight lets a few-voxel Gaussian drown: the network then learns all zeros)
+    costs = []
+    for n in (12, 36):
+        shape = (n, n, n)
+        loss = HeatmapMSELoss(1, (2.0, 2.0, 2.0), shape, sigma_mm=3.0)
+        costs.append(float(loss(torch.zeros((1, 2, *shape)), targets(shape, [[(n // 2,) * 3]], [[1]]))))
+    assert costs[0] == pytest.approx(costs[1], rel=0.1) and costs[1] > 0.15
+    # an absent landmark asks for zeros only, with weight 1
+    shape = (12, 12, 12)
+    out = torch.zeros((1, 2, *shape))
+    out[0, 1] = 0.5
+    absent = HeatmapMSELoss(1, (2.0, 2.0, 2.0), shape)(out, targets(shape, [[(6, 6, 6)]], [[0]]))
+    assert float(absent) == pytest.approx(0.25)
+
+
 def test_mse_loss_zero_at_the_target_heatmap():
     shape, spacing = (10, 10, 10), (1.5, 1.5, 1.5)
     tgt = targets(shape, [[(4, 5, 6)]], [[1]])

@@ -120,8 +120,9 @@ class nnUNetTrainerHeatmapOT(LateralityPreservingMirroring, LandmarkHeatmaps, nn
 class nnUNetTrainerHeatmapMSE(LateralityPreservingMirroring, LandmarkHeatmaps, nnUNetTrainer):
     """Baseline: L2 regression of a Gaussian heatmap (peak 1); absent landmarks regress to 0."""
 
-    #: extra weight of the peak's voxels (``1 + peak_weight * target``)
-    peak_weight: float = 10.0
+    #: weight of the Gaussian as a whole against the whole background (voxels weighted
+    #: ``1 + peak_weight * N / sum(target) * target``; see HeatmapMSELoss)
+    peak_weight: float = 1.0
 
     def _heatmap_loss(self):
         return HeatmapMSELoss(**self._loss_geometry(), peak_weight=self.peak_weight)

@@ -43,6 +43,18 @@ def test_heatmap_points_read_back_the_logit_difference_sub_voxel():
         assert 0.5 < found[value][1] <= 1.0
 
 
+def test_heatmap_peak_is_the_mode_not_one_spurious_bright_voxel():
+    # a regression heatmap: a broad mode of logit 0.6 at the landmark, and one corner voxel at 1.0
+    # (what a briefly trained MSE network produced); the brightest voxel alone is the corner
+    grids = np.meshgrid(*[np.arange(n) * s for n, s in zip(GEOMETRY.shape, SPACING)], indexing="ij")
+    heat = 0.6 * np.exp(-sum((g - c) ** 2 for g, c in zip(grids, POINTS[1] * SPACING)) / (2 * 3.0**2))
+    heat[0, -1, -1] = 1.0
+    z = np.stack([np.zeros(GEOMETRY.shape), heat])
+    probs = np.exp(z) / np.exp(z).sum(0)
+    found = heatmap_points(probs, SPACING, refine_mm=4.0)[1][0]
+    assert np.linalg.norm((found - POINTS[1]) * SPACING) < 1.0
+
+
 def test_segmentation_points_are_centres_of_mass_of_the_largest_component():
     seg = np.zeros((10, 10, 10), np.uint8)
     seg[2:5, 2:5, 2:5] = 1

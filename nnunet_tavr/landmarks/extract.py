@@ -6,9 +6,12 @@ Two readings of one prediction, chosen by the trainer that made it:
   ``P_c`` (``--save_probabilities``, the ``.npz``). Landmark ``l``'s heatmap logit is recovered
   exactly as ``log P_l - log P_0`` (the trainers define it as ``z_l - z_0``); its spatial softmax is
   the predicted distribution. The point is its **peak plus local refinement**: the
-  distribution-weighted centroid of the voxels within ``refine_mm`` of the most probable voxel
-  (a soft-argmax restricted to the peak, so a second mode elsewhere cannot pull it). Voxels where
-  ``P_0`` underflowed to 0 (a saturated peak, in float16 exports) share the top weight.
+  distribution-weighted centroid of the voxels within ``refine_mm`` of the peak (a soft-argmax
+  restricted to the peak, so a second mode elsewhere cannot pull it). The peak is the voxel
+  holding the most mass nearby (the distribution smoothed by a Gaussian of ``refine_mm / 2``), not
+  the single most probable voxel: one spurious bright voxel (a regression heatmap's artefact at the
+  volume's corner, say) cannot outweigh a mode. Voxels where ``P_0`` underflowed to 0 (a saturated
+  peak, in float16 exports) share the top weight.
 - **segmentation** (nnU-Net's own trainer on the sphere labels): the centre of mass of the largest
   connected component of each predicted label (a missing label gives no point).
 
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.ndimage import gaussian_filter
 
 from nnunet_tavr.errors import InputError, MissingFile
 from nnunet_tavr.geometry import index_to_world
@@ -51,7 +55,7 @@ def heatmap_points(probabilities: np.ndarray, spacing, refine_mm: float = 4.0) -
     """Label value -> (index (z, y, x) continuous, peak share) from channel probabilities ``(C, *S)``.
 
     ``peak share`` is the mass of the distribution within ``refine_mm`` of its peak (1 = all of it),
-    a confidence of the point.
+    a confidence of the point. ``spacing`` is mm per axis, ``refine_mm`` the refinement radius (mm).
     """
     probs = np.asarray(probabilities, dtype=np.float64)
     spacing = np.asarray(spacing, float)
@@ -69,7 +73,9 @@ def heatmap_points(probabilities: np.ndarray, spacing, refine_mm: float = 4.0) -
         logit[saturated] = top
         w = np.exp(logit - top)
         w /= w.sum()
-        peak = np.unravel_index(int(np.argmax(w)), w.shape)
+        # the most mass nearby, not the brightest voxel (see the module's docstring)
+        smooth = gaussian_filter(w, sigma=refine_mm / 2 / spacing, mode="constant", truncate=3.0)
+        peak = np.unravel_index(int(np.argmax(smooth)), w.shape)
         idx, mass = _local_centroid(w, np.asarray(peak, float), spacing, refine_mm)
         out[value] = (idx, mass)
     return out
@@ -167,8 +173,9 @@ def case_points(seg_path: Path, mode: str, names: dict[int, str] = DEFAULT_NAMES
             probs = data["probabilities"]
         if tuple(probs.shape[1:]) != tuple(geometry.shape):
             raise InputError(f"case {case}: probabilities {tuple(probs.shape[1:])} do not match {seg_path.name} {tuple(geometry.shape)}")
-        found = {v: idx for v, (idx, _) in heatmap_points(probs, geometry.spacing, refine_mm).items()}
-        peak = {names[v]: share for v, (_, share) in heatmap_points(probs, geometry.spacing, refine_mm).items() if v in names}
+        points = heatmap_points(probs, geometry.spacing, refine_mm)
+        found = {v: idx for v, (idx, _) in points.items()}
+        peak = {names[v]: share for v, (_, share) in points.items() if v in names}
     else:
         seg, _ = read_array(seg_path, case)
         found, peak = segmentation_points(seg, names), {}

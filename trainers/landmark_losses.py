@@ -157,8 +157,9 @@ def _paying_edges(p: torch.Tensor, cuts, axes, strides) -> tuple[torch.Tensor, l
 
     As ``0 <= h <= 1``, ``|dh| <= max(h(v), h(v + e_k))``: only edges touching a voxel above
     ``min(cuts)`` can pay, usually a handful around the peak, found with one comparison. When they
-    are a large share of the patch (a flat heatmap: an untrained network) the finite differences
-    are compared with the cut instead, one dense pass per axis without gradient.
+    are a large share of the patch, a heatmap whose range ``1 - min h`` is under the cuts (a flat
+    one: an untrained network) has no paying edge at all; otherwise the finite differences are
+    compared with the cut, one dense pass per axis without gradient.
     """
     m, shape = p.shape[0], p.shape[1:]
     n_vox = p[0].numel()
@@ -168,6 +169,9 @@ def _paying_edges(p: torch.Tensor, cuts, axes, strides) -> tuple[torch.Tensor, l
     above = torch.nonzero((rows > (top * min(cuts))[:, None]).reshape(-1)).squeeze(1)
     firsts = []
     sparse = above.numel() * 8 <= p.numel()
+    if not sparse and bool((1 - rows.amin(dim=1) / top.clamp_min(1e-30) <= min(cuts)).all()):
+        # flat heatmaps (an untrained network): |dh| <= 1 - min h, under every cut, so nothing pays
+        return peak, [above[:0]] * len(axes)
     if sparse:
         is_above = torch.zeros(p.numel(), dtype=torch.bool, device=p.device)
         is_above[above] = True

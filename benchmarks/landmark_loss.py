@@ -12,11 +12,18 @@ Candidates, as ``HeatmapOTLoss`` options:
   it is two orders of magnitude slower on a CPU);
 - ``mse``: the heatmap MSE baseline.
 
+The outputs are random logits (standard normal, a peaked heatmap as in training) and, for the
+default, flat logits (std 0.01, an untrained network): GLiP finds its few paying edges with one
+comparison in the first case and needs dense finite differences in the second. ``--ds-patches``
+also times one training iteration's loss under nnU-Net's deep supervision (the patch and its
+halvings down to 1/16, nnU-Net's weights; the coarsest, of weight 0, is skipped by nnU-Net), both
+losses wrapped in ``DeepSupervisionWrapper``.
+
 Target (issue 15): OT loss <= 2x DC_and_CE.
 
 Usage::
 
-    python benchmarks/landmark_loss.py [--sizes 32 64 96] [--repeats 5]
+    python benchmarks/landmark_loss.py [--sizes 32 64 96 128] [--ds-patches 32 128] [--repeats 7]
 """
 
 from __future__ import annotations
@@ -41,54 +48,105 @@ def timed(loss, output, target, repeats: int) -> float:
     return best
 
 
-def main(argv=None) -> int:
+def hinge_target(seg, fractions=(0.3, 0.5, 0.7)):
+    """The hinge trainers' target: the sphere labels, then (present, f_z, f_y, f_x) per landmark."""
     import torch
+
+    target = torch.zeros(seg.shape[0], 13, *seg.shape[2:])
+    target[:, 0] = seg[:, 0].float()
+    target[:, 1::4] = 1.0
+    for k, f in enumerate(fractions):
+        target[:, 2 + k::4] = f
+    return target
+
+
+def dc_and_ce():
     from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
     from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+
+    return DC_and_CE_loss({"batch_dice": True, "smooth": 1e-5, "do_bg": False, "ddp": False}, {}, weight_ce=1, weight_dice=1,
+                          ignore_label=None, dice_class=MemoryEfficientSoftDiceLoss)
+
+
+def deep_supervision(patch: int, batch: int, repeats: int) -> tuple[float, float]:
+    """CPU seconds of one iteration's loss over nnU-Net's deep-supervision outputs of a ``patch^3``
+    patch (scales 1 .. 1/16; weights 1/2^i, the coarsest 0, normalised), DC_and_CE and the OT loss."""
+    import torch
+    from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+
+    from nnunet_tavr.trainers.landmark_losses import HeatmapOTLoss
+
+    sizes = [patch // 2 ** i for i in range(5)]
+    weights = [1 / 2 ** i for i in range(len(sizes))]
+    weights[-1] = 0.0
+    weights = [w / sum(weights) for w in weights]
+    outputs = [torch.randn(batch, 4, n, n, n, requires_grad=True) for n in sizes]
+    segs = [torch.randint(0, 4, (batch, 1, n, n, n)) for n in sizes]
+    both = {"DC_and_CE": (DeepSupervisionWrapper(dc_and_ce(), weights), segs),
+            "OT": (DeepSupervisionWrapper(HeatmapOTLoss(3, (1.5,) * 3, (patch,) * 3), weights), [hinge_target(s) for s in segs])}
+    out = []
+    for loss, targets in both.values():
+        best = float("inf")
+        for _ in range(repeats):
+            for o in outputs:
+                o.grad = None
+            t0 = time.process_time()
+            loss(outputs, targets).backward()
+            best = min(best, time.process_time() - t0)
+        out.append(best)
+    return out[0], out[1]
+
+
+def main(argv=None) -> int:
+    import torch
 
     from nnunet_tavr.trainers.landmark_losses import HeatmapMSELoss, HeatmapOTLoss
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 96])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 96, 128])
+    parser.add_argument("--ds-patches", type=int, nargs="*", default=[32, 128], help="patch edges timed with deep supervision")
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--sinkhorn-max", type=int, default=32, help="largest patch edge timed with the Sinkhorn divergence")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--sinkhorn-max", type=int, default=0, help="largest patch edge also timed with the Sinkhorn divergence")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)
     print(f"# CPU, 1 thread, batch {args.batch}, 3 landmarks (4 output channels), float32; best of {args.repeats} forward+backward")
     ok = True
+
+    def report(name, t, base, default=False):
+        nonlocal ok
+        ratio = t / base
+        flag = ("  [PASS <= 2x]" if ratio <= 2.0 else "  [over the 2x target]") if default else ""
+        ok &= ratio <= 2.0 or not default
+        print(f"  {name:<40} {t * 1000:9.1f} ms  {ratio:6.2f}x DC_and_CE{flag}", flush=True)
+
     for n in args.sizes:
         shape, spacing = (n, n, n), (1.5, 1.5, 1.5)
         output = torch.randn(args.batch, 4, *shape, requires_grad=True)
+        flat = (0.01 * torch.randn(args.batch, 4, *shape)).requires_grad_()
         seg = torch.randint(0, 4, (args.batch, 1, *shape))
-        target = torch.zeros(args.batch, 13, *shape)
-        target[:, 0] = seg[:, 0].float()
-        target[:, 1::4] = 1.0
-        for k in range(3):
-            target[:, 2 + k::4] = 0.3 + 0.2 * k
-        dcce = DC_and_CE_loss({"batch_dice": True, "smooth": 1e-5, "do_bg": False, "ddp": False}, {}, weight_ce=1, weight_dice=1,
-                              ignore_label=None, dice_class=MemoryEfficientSoftDiceLoss)
-        base = timed(dcce, output, seg, args.repeats)
+        target = hinge_target(seg)
+        base = timed(dc_and_ce(), output, seg, args.repeats)
         print(f"{n}^3: DC_and_CE {base * 1000:.1f} ms")
+        default = HeatmapOTLoss(3, spacing, shape)
+        report("sliced/faces + GLiP + CE (default)", timed(default, output, target, args.repeats), base, True)
+        report("  the same, flat logits (untrained)", timed(default, flat, target, args.repeats), base, True)
         candidates = {
-            "sliced/faces + GLiP + CE (default)": HeatmapOTLoss(3, spacing, shape),
             "sliced/faces + GLiP, no CE anchor": HeatmapOTLoss(3, spacing, shape, ce_weight=0.0),
             "sliced/faces alone": HeatmapOTLoss(3, spacing, shape, glip_weight=0.0, ce_weight=0.0),
-            "sliced/axes + GLiP": HeatmapOTLoss(3, spacing, shape, directions="axes"),
-            "sliced/lattice + GLiP": HeatmapOTLoss(3, spacing, shape, directions="lattice"),
+            "sliced/axes + GLiP + CE": HeatmapOTLoss(3, spacing, shape, directions="axes"),
+            "sliced/lattice + GLiP + CE": HeatmapOTLoss(3, spacing, shape, directions="lattice"),
             "mse (baseline)": HeatmapMSELoss(3, spacing, shape),
         }
         if n <= args.sinkhorn_max:
-            candidates["sinkhorn + GLiP"] = HeatmapOTLoss(3, spacing, shape, ot="sinkhorn")
+            candidates["sinkhorn + GLiP + CE"] = HeatmapOTLoss(3, spacing, shape, ot="sinkhorn")
         for name, loss in candidates.items():
-            t = timed(loss, output, target, 1 if "sinkhorn" in name else args.repeats)
-            ratio = t / base
-            flag = ""
-            if "default" in name:
-                flag = "  [PASS <= 2x]" if ratio <= 2.0 else "  [over the 2x target]"
-                ok &= ratio <= 2.0
-            print(f"  {name:<32} {t * 1000:9.1f} ms  {ratio:6.2f}x DC_and_CE{flag}", flush=True)
+            report(name, timed(loss, output, target, 1 if "sinkhorn" in name else args.repeats), base)
+    for n in args.ds_patches:
+        base, t = deep_supervision(n, args.batch, args.repeats)
+        print(f"deep supervision, {n}^3 patch ({', '.join(str(n // 2 ** i) for i in range(4))}): DC_and_CE {base * 1000:.1f} ms")
+        report("default OT loss", t, base, True)
     return 0 if ok else 1
 
 

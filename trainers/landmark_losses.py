@@ -112,23 +112,21 @@ class _EdgeGLiP(torch.autograd.Function):
         shape = p.shape[1:]
         n_vox = shape.numel()
         strides = [math.prod(shape[k + 1:]) for k in range(len(shape))]
-        peak, firsts = _paying_edges(p, [bound * sp for sp in spacing], axes, strides)
+        cuts = [bound * sp for sp in spacing]
+        peak, first, axis = _paying_edges(p, cuts, axes, strides)
+        # per axis: the stride, the cut, and c = 1 / (edges x spacing^2 x axes) (a mean over edges, then axes)
+        per_axis = torch.tensor([[strides[k], cut, 1.0 / (p.shape[0] * (shape[k] - 1) * (n_vox // shape[k]) * sp**2 * len(axes))]
+                                 for k, sp, cut in zip(axes, spacing, cuts)], dtype=torch.float64, device=p.device)
+        step, cut, c = per_axis[axis].to(p.dtype).unbind(1)
         flat = p.reshape(-1)
-        top = flat[peak].clamp_min(1e-30)
-        total = p.new_zeros(())
-        where, grads = [], []
-        for k, sp, first in zip(axes, spacing, firsts):
-            end, row = first + strides[k], first // n_vox
-            dh = (flat[end] - flat[first]) / top[row]
-            excess = F.softshrink(dh, bound * sp)
-            c = 1.0 / (p.shape[0] * (shape[k] - 1) * (n_vox // shape[k]) * sp**2 * len(axes))  # mean over edges, axes
-            total += c * excess.square().sum()
-            g = 2 * c * excess / top[row]
-            where += [end, first, peak[row]]
-            grads += [g, -g, -g * dh]
-        ctx.save_for_backward(torch.cat(where), torch.cat(grads))
+        end, row = first + step.long(), first // n_vox
+        top = flat[peak].clamp_min(1e-30)[row]
+        dh = (flat[end] - flat[first]) / top
+        excess = dh - dh.clamp(-cut, cut)  # softshrink with a cut per edge
+        g = 2 * c * excess / top
+        ctx.save_for_backward(torch.cat([end, first, peak[row]]), torch.cat([g, -g, -g * dh]))
         ctx.shape = p.shape
-        return total
+        return (c * excess.square()).sum()
 
     @staticmethod
     def backward(ctx, grad):
@@ -150,10 +148,10 @@ def glip_slope_bound(sigma_mm: float, factor: float = 1.0) -> float:
     return factor / (sigma_mm * math.sqrt(math.e))
 
 
-def _paying_edges(p: torch.Tensor, cuts, axes, strides) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """The linear index (in ``p.reshape(-1)``) of each row's maximum, and per axis in ``axes`` the
-    first endpoints ``v`` of a superset of the edges ``(v, v + e_k)`` whose ``|dh|`` exceeds
-    ``cuts[k]`` (``h = p / max p``).
+def _paying_edges(p: torch.Tensor, cuts, axes, strides) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The linear index (in ``p.reshape(-1)``) of each row's maximum; and the edges ``(v, v + e_k)``
+    of a superset of those whose ``|dh|`` exceeds ``cuts[i]`` (``h = p / max p``, ``k = axes[i]``),
+    as their first endpoints ``v`` and their ``i``.
 
     As ``0 <= h <= 1``, ``|dh| <= max(h(v), h(v + e_k))``: only edges touching a voxel above
     ``min(cuts)`` can pay, usually a handful around the peak, found with one comparison. When they
@@ -167,27 +165,28 @@ def _paying_edges(p: torch.Tensor, cuts, axes, strides) -> tuple[torch.Tensor, l
     peak = rows.argmax(dim=1) + torch.arange(m, device=p.device) * n_vox
     top = p.reshape(-1)[peak]
     above = torch.nonzero((rows > (top * min(cuts))[:, None]).reshape(-1)).squeeze(1)
-    firsts = []
-    sparse = above.numel() * 8 <= p.numel()
-    if not sparse and bool((1 - rows.amin(dim=1) / top.clamp_min(1e-30) <= min(cuts)).all()):
-        # flat heatmaps (an untrained network): |dh| <= 1 - min h, under every cut, so nothing pays
-        return peak, [above[:0]] * len(axes)
-    if sparse:
+    if above.numel() * 8 <= p.numel():
+        # each voxel's forward edges, and its backward edges unless the voxel behind is above too
+        # (then that edge is already the other voxel's forward edge); all axes at once
         is_above = torch.zeros(p.numel(), dtype=torch.bool, device=p.device)
         is_above[above] = True
-        voxel = above % n_vox
-    for k, cut in zip(axes, cuts):
-        if sparse:
-            # each voxel's forward edge, and its backward edge unless the voxel behind is above too
-            # (then that edge is already the other voxel's forward edge)
-            at = voxel // strides[k] % shape[k]
-            back = above[at > 0] - strides[k]
-            firsts.append(torch.cat([above[at < shape[k] - 1], back[~is_above[back]]]))
-        else:
-            dp = torch.diff(p, dim=k + 1).abs_()
-            where = torch.nonzero(dp > (top * cut).reshape([-1] + [1] * len(shape)), as_tuple=True)
-            firsts.append(where[0] * n_vox + sum(i * st for i, st in zip(where[1:], strides)))
-    return peak, firsts
+        step = torch.tensor([strides[k] for k in axes], device=p.device)[:, None]
+        at = (above % n_vox)[None] // step % torch.tensor([shape[k] for k in axes], device=p.device)[:, None]
+        back = above[None] - step
+        forward = at < torch.tensor([shape[k] - 1 for k in axes], device=p.device)[:, None]
+        backward = (at > 0) & ~is_above[back.clamp_min(0)]
+        axis = torch.arange(len(axes), device=p.device)[:, None].expand_as(at)
+        return peak, torch.cat([above.expand_as(at)[forward], back[backward]]), torch.cat([axis[forward], axis[backward]])
+    if bool((1 - rows.amin(dim=1) / top.clamp_min(1e-30) <= min(cuts)).all()):
+        # flat heatmaps (an untrained network): |dh| <= 1 - min h, under every cut, so nothing pays
+        return peak, above[:0], above[:0]
+    firsts, which = [], []
+    for i, (k, cut) in enumerate(zip(axes, cuts)):
+        dp = torch.diff(p, dim=k + 1).abs_()
+        where = torch.nonzero(dp > (top * cut).reshape([-1] + [1] * len(shape)), as_tuple=True)
+        firsts.append(where[0] * n_vox + sum(j * st for j, st in zip(where[1:], strides)))
+        which.append(torch.full_like(firsts[-1], i))
+    return peak, torch.cat(firsts), torch.cat(which)
 
 
 def read_targets(target: torch.Tensor, num_landmarks: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -93,8 +93,7 @@ def glip_penalty(p: torch.Tensor, spacing, sigma_mm: float, factor: float = 1.0)
     :func:`_paying_edges`), with their gradient written by hand: one sparse ``index_add`` in the
     backward pass, whatever the number of edges.
     """
-    m, shape = p.shape[0], tuple(p.shape[1:])
-    axes = [k for k, n in enumerate(shape) if n > 1]
+    axes = [k for k, n in enumerate(p.shape[1:]) if n > 1]
     if not axes:
         return p.sum() * 0.0
     bound = glip_slope_bound(sigma_mm, factor)
@@ -170,10 +169,10 @@ def _paying_edges(p: torch.Tensor, cuts, axes, strides) -> tuple[torch.Tensor, t
         # (then that edge is already the other voxel's forward edge); all axes at once
         is_above = torch.zeros(p.numel(), dtype=torch.bool, device=p.device)
         is_above[above] = True
-        step = torch.tensor([strides[k] for k in axes], device=p.device)[:, None]
-        at = (above % n_vox)[None] // step % torch.tensor([shape[k] for k in axes], device=p.device)[:, None]
+        step, size = torch.tensor([[strides[k], shape[k]] for k in axes], device=p.device).T[..., None]
+        at = (above % n_vox)[None] // step % size
         back = above[None] - step
-        forward = at < torch.tensor([shape[k] - 1 for k in axes], device=p.device)[:, None]
+        forward = at < size - 1
         backward = (at > 0) & ~is_above[back.clamp_min(0)]
         axis = torch.arange(len(axes), device=p.device)[:, None].expand_as(at)
         return peak, torch.cat([above.expand_as(at)[forward], back[backward]]), torch.cat([axis[forward], axis[backward]])

@@ -10,9 +10,8 @@ A second run reuses every finished stage. On a CPU it uses 20 phantoms at 4 mm a
 plan (nnUNetDemoPlans: 32^3 patches, 4 stages, 16-128 features); on a GPU, 1.5 mm phantoms and
 nnU-Net's own plan. Training uses the thin ``<Trainer>_demo`` subclasses (2,500 iterations, light
 augmentation; docs/demo.md); --quick trains ``nnUNetTrainerFocalSR_quick`` only (1,200
-iterations). The report
-leads with the test-set Dice of each trainer, the measurements of a predicted case against the
-phantom's truth and the total time.
+iterations). The report leads with the test-set Dice of each trainer, the measurements of a
+predicted case against the phantom's truth and the total time.
 
 Examples:
   nnunet-tavr demo -o demo_output            # ~12 min on a 2-core CPU
@@ -43,6 +42,8 @@ PARENT_TRAINERS = ("nnUNetTrainerFocalSR", "nnUNetTrainerDiceCE")
 #: and the aorta far from each other); doubling the features costs little on a CPU.
 DEMO_PLANS = "nnUNetDemoPlans"
 DEMO_FEATURES = (16, 32, 64, 128)
+
+
 class DemoError(RuntimeError):
     """A stage failed; the message names the stage and its log file."""
 
@@ -307,6 +308,7 @@ class Pipeline:
             return ""
         values = [float(v) for v in re.findall(r"[-+]?\d*\.\d+|nan", found[-1]) if v != "nan"]
         return f"last online Dice (nnU-Net's log) {sum(values) / len(values):.2f}" if values else ""
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     from nnunet_tavr.argtypes import at_least

@@ -16,11 +16,10 @@ from conftest import synthetic_valve
 from nnunet_tavr.label_derivation import derive_tavr_labels
 from nnunet_tavr.label_derivation.calcium import calcium_of_derivation, paint_calcium
 from nnunet_tavr.label_derivation.calcium_regions import REGIONS
-from nnunet_tavr.labels import CALCIUM_LABEL, LABELS
+from nnunet_tavr.labels import CALCIUM_LABEL
 from nnunet_tavr.measurement.calcium import CUSP_KEYS, SECTORS, cusp_of_azimuths, measure_calcium, sector_volumes
 from nnunet_tavr.measurement.tavr import measure_tavr
 from nnunet_tavr.phantom import make_subject
-
 
 
 @pytest.fixture(scope="module")

@@ -108,18 +108,46 @@ def _w2_on_bins(a: torch.Tensor, b: torch.Tensor, step: torch.Tensor) -> torch.T
     """Exact 1-D ``W2^2`` between rows of weights ``a``, ``b`` ``(R, n)`` on equally spaced bins,
     ``step`` mm apart (a tensor broadcasting to ``(R, 1)``): ``int_0^1 (F_a^-1(u) - F_b^-1(u))^2 du``
     over the merged breakpoints of the two CDFs. Bins of weight 0 (padding) are never a quantile.
-    Differentiable in the weights (through the breakpoints' spacing ``du``)."""
-    ca, cb = a.cumsum(-1), b.cumsum(-1)
-    ca = ca / ca[..., -1:].clamp_min(1e-30)
-    cb = cb / cb[..., -1:].clamp_min(1e-30)
-    u = torch.sort(torch.cat([ca, cb], dim=-1), dim=-1).values
-    u = torch.cat([torch.zeros_like(u[..., :1]), u], dim=-1)
-    du = u.diff(dim=-1)
-    mid = (u[..., :-1] + 0.5 * du).detach()
-    n = a.shape[-1]
-    ia = torch.searchsorted(ca.detach().contiguous(), mid.contiguous()).clamp_max(n - 1)
-    ib = torch.searchsorted(cb.detach().contiguous(), mid.contiguous()).clamp_max(n - 1)
-    return (du * ((ia - ib).to(a.dtype) * step) ** 2).sum(-1)
+    Differentiable in the weights (through the breakpoints' spacing ``du``, see :class:`_QuantileW2`);
+    returns ``(R,)``."""
+    return _QuantileW2.apply(a, b, step)
+
+
+class _QuantileW2(torch.autograd.Function):
+    """:func:`_w2_on_bins` with its gradient written by hand (a dozen small operations instead of
+    autograd's trace through the sort and the cumulative sums: the loss runs at every iteration).
+
+    With the merged breakpoints ``u_1 <= .. <= u_2n`` (``u_0 = 0``) and the cost ``c_j`` of the
+    quantile interval ``(u_{j-1}, u_j]`` (constant in a neighbourhood: the bins' indices are
+    integers), ``W = sum_j (u_j - u_{j-1}) c_j`` has ``dW/du_j = c_j - c_{j+1}`` (``c_{2n+1} = 0``).
+    Each ``u_j`` is one normalised CDF value ``F_i = S_i / S_n`` (``S`` the cumulative sum), and
+    ``dF_i/dw_k = [k <= i] / S_n - F_i / S_n``, so a row's gradient ``g`` on the ``F_i`` gives
+    ``dW/dw_k = (sum_{i >= k} g_i - sum_i g_i F_i) / S_n``.
+    """
+
+    @staticmethod
+    def forward(ctx, a, b, step):
+        cdf = torch.stack([a, b]).cumsum(-1)  # (2, R, n)
+        totals = cdf[..., -1:].clamp_min(1e-30)
+        cdf /= totals  # the last is exactly 1, as the padding's
+        u, order = torch.sort(torch.cat([cdf[0], cdf[1]], dim=-1), dim=-1)
+        du = torch.diff(u, dim=-1, prepend=torch.zeros_like(u[..., :1]))
+        mid = u - 0.5 * du
+        n = a.shape[-1]
+        ia = torch.searchsorted(cdf[0], mid).clamp_max_(n - 1)
+        ib = torch.searchsorted(cdf[1], mid).clamp_max_(n - 1)
+        cost = ((ia - ib).to(a.dtype) * step).square_()
+        ctx.save_for_backward(cdf, totals, order, cost)
+        return (du * cost).sum(-1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        cdf, totals, order, cost = ctx.saved_tensors
+        g_u = cost - torch.nn.functional.pad(cost[..., 1:], (0, 1))
+        g_cdf = torch.empty_like(g_u).scatter_(-1, order, g_u).reshape(cost.shape[0], 2, -1).transpose(0, 1)
+        tail = g_cdf.flip(-1).cumsum(-1).flip(-1)
+        g_w = (tail - (g_cdf * cdf).sum(-1, keepdim=True)) / totals * grad[:, None]
+        return g_w[0], g_w[1], None
 
 
 def lattice_slices(spacing, kind: str = "lattice") -> list[tuple[tuple[int, ...], float, float]]:
@@ -161,52 +189,95 @@ def lattice_slices(spacing, kind: str = "lattice") -> list[tuple[tuple[int, ...]
 
 
 class _SliceLayout:
-    """Where each cell of the grid's marginals lands in the projections of :func:`lattice_slices`.
+    """Where each cell of the grids' marginals lands in the projections of :func:`lattice_slices`.
 
     Every direction takes the smallest *source* marginal holding its axes: the 1-D marginals
     (``"axes"``), the planes (``"faces"``; the body diagonals of ``"lattice"`` take the whole
-    grid). A cell of a source, at indices ``i`` on its axes, lands for direction ``d`` in bin
-    ``sum_k signs_k i_k - min`` of row ``d`` of a ``(D, width)`` block (``width``: the longest
-    projection; shorter ones are padded with empty bins). So all ``D`` projections are one gather of
-    the concatenated sources and one ``index_add``, whatever ``D`` (few operations: the loss runs
-    at every deep-supervision scale).
+    grid). A cell of a source, at indices ``i`` on its axes, lands for direction ``d`` of grid ``g``
+    in bin ``sum_k signs_k i_k - min`` of row ``g D + d`` of a ``(G D, width)`` block (``width``: the
+    longest projection of all grids; shorter ones are padded with empty bins). So all projections of
+    all grids (the deep-supervision scales of one output) are one gather of the concatenated sources
+    and one ``index_add``, whatever ``G`` and ``D``: the loss is a few operations per call.
     """
 
-    def __init__(self, shape, kind: str, device):
-        ndim = len(shape)
+    def __init__(self, shapes, kind: str, device):
+        ndim = len(shapes[0])
         orders = {"axes": [1], "faces": [min(2, ndim)], "lattice": sorted({min(2, ndim), ndim})}[kind]
         candidates = [axes for order in orders for axes in itertools.combinations(range(ndim), order)]
         self.directions = [signs for signs, _, _ in lattice_slices([1.0] * ndim, kind)]
         source_of = [min((axes for axes in candidates if all(k in axes for k, sg in enumerate(signs) if sg)), key=len)
                      for signs in self.directions]
         self.sources = sorted(set(source_of), key=lambda axes: (len(axes), axes))
-        self.width = max(sum((n - 1) * abs(sg) for n, sg in zip(shape, signs)) + 1 for signs in self.directions)
-        offsets = [0]
-        for axes in self.sources:
-            offsets.append(offsets[-1] + math.prod(shape[k] for k in axes))
-        cells, bins = [], []
-        for d, (signs, axes) in enumerate(zip(self.directions, source_of)):
-            s = self.sources.index(axes)
-            b = sum(torch.meshgrid(*[torch.arange(shape[k]) * signs[k] for k in axes], indexing="ij")).reshape(-1)
-            cells.append(torch.arange(offsets[s], offsets[s + 1]))
-            bins.append(b - b.min() + d * self.width)
-        self.cells = torch.cat(cells).to(device)
+        self.width = max(sum((n - 1) * abs(sg) for n, sg in zip(shape, signs)) + 1
+                         for shape in shapes for signs in self.directions)
+        self.rows = len(shapes) * len(self.directions)
+        cells, bins, start = [], [], 0
+        for g, shape in enumerate(shapes):
+            offsets = [start]
+            for axes in self.sources:
+                offsets.append(offsets[-1] + math.prod(shape[k] for k in axes))
+            for d, (signs, axes) in enumerate(zip(self.directions, source_of)):
+                s = self.sources.index(axes)
+                b = sum(torch.meshgrid(*[torch.arange(shape[k]) * signs[k] for k in axes], indexing="ij")).reshape(-1)
+                cells.append(torch.arange(offsets[s], offsets[s + 1]))
+                bins.append(b - b.min() + (g * len(self.directions) + d) * self.width)
+            start = offsets[-1]
+        self.n_cells = start
+        self.cells = torch.cat(cells)
         self.bins = torch.cat(bins).to(device)
+        self._product_layout(shapes, device)
+        self.cells = self.cells.to(device)
+
+    def _product_layout(self, shapes, device):
+        """For product measures (:meth:`project_axes`): the sources as outer products of the 1-D
+        marginals, all sources of one order in one block ``(M, S_o, n_max, .., n_max)``; the axes'
+        rows (``factors``) and where each source cell lies in the blocks (``product_cells``)."""
+        ndim, n_max = len(shapes[0]), max(max(shape) for shape in shapes)
+        orders = sorted({len(axes) for axes in self.sources})
+        self.factors = [torch.tensor([[g * ndim + axes[t] for g in range(len(shapes)) for axes in self.sources if len(axes) == o]
+                                      for t in range(o)], device=device) for o in orders]
+        block_start = dict(zip(orders, itertools.accumulate([0] + [f.shape[1] * n_max ** o for o, f in zip(orders, self.factors)])))
+        seen = {o: 0 for o in orders}
+        padded = []
+        for shape in shapes:
+            for axes in self.sources:
+                o = len(axes)
+                cell = torch.meshgrid(*[torch.arange(shape[k]) for k in axes], indexing="ij")
+                flat = sum(i * n_max ** (o - 1 - t) for t, i in enumerate(cell)).reshape(-1)
+                padded.append(block_start[o] + seen[o] * n_max ** o + flat)
+                seen[o] += 1
+        self.product_cells = torch.cat(padded)[self.cells].to(device)
+
+    def project_axes(self, marginals: torch.Tensor) -> torch.Tensor:
+        """``(M, G D, width)`` projections of product measures, one per grid, from their 1-D marginals
+        ``(M, A, n_max)``: row ``g ndim + k`` is axis ``k`` of grid ``g``, zero past the axis' end."""
+        m, n_max = marginals.shape[0], marginals.shape[-1]
+        blocks = []
+        for factors in self.factors:
+            joint = marginals[:, factors[0]]
+            for t in range(1, factors.shape[0]):
+                joint = joint[..., None] * marginals[:, factors[t]].reshape(m, factors.shape[1], *([1] * t), n_max)
+            blocks.append(joint.reshape(m, -1))
+        flat = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
+        out = flat.new_zeros(m, self.rows * self.width)
+        out.index_add_(1, self.bins, flat.index_select(1, self.product_cells))
+        return out.reshape(m, self.rows, self.width)
 
     def project(self, sources: list[torch.Tensor]) -> torch.Tensor:
-        """``(M, D, width)`` projections from the sources' marginals ``(M, *source shape)``."""
+        """``(M, G D, width)`` projections from the sources' marginals ``(M, *source shape)``, grid
+        by grid in :attr:`sources` order."""
         flat = torch.cat([m.reshape(m.shape[0], -1) for m in sources], dim=1)
-        out = flat.new_zeros(flat.shape[0], len(self.directions) * self.width)
+        out = flat.new_zeros(flat.shape[0], self.rows * self.width)
         out.index_add_(1, self.bins, flat.index_select(1, self.cells))
-        return out.reshape(flat.shape[0], len(self.directions), self.width)
+        return out.reshape(flat.shape[0], self.rows, self.width)
 
 
 _LAYOUTS: dict = {}
 
 
-def slice_layout(shape, kind: str, device) -> _SliceLayout:
-    """The cached :class:`_SliceLayout` of a grid shape and slicing kind."""
-    key = (tuple(int(n) for n in shape), kind, str(device))
+def slice_layout(shapes, kind: str, device) -> _SliceLayout:
+    """The cached :class:`_SliceLayout` of grid shapes (one or several) and a slicing kind."""
+    key = (tuple(tuple(int(n) for n in shape) for shape in shapes), kind, str(device))
     if key not in _LAYOUTS:
         if len(_LAYOUTS) > 64:
             _LAYOUTS.clear()
@@ -214,57 +285,103 @@ def slice_layout(shape, kind: str, device) -> _SliceLayout:
     return _LAYOUTS[key]
 
 
-def project(weights: torch.Tensor, kind: str = "faces") -> torch.Tensor:
+def project(weights, kind: str = "faces") -> torch.Tensor:
     """The distributions of ``sum_k signs_k i_k`` under ``weights`` ``(M, *S)`` for every direction
-    of :func:`lattice_slices` (in its order), as ``(M, D, width)`` (bins from the smallest value)."""
-    layout = slice_layout(weights.shape[1:], kind, weights.device)
-    ndim = weights.ndim - 1
-    sources = []
-    for axes in layout.sources:
-        other = tuple(k + 1 for k in range(ndim) if k not in axes)
-        sources.append(weights.sum(other) if other else weights)
-    return layout.project(sources)
+    of :func:`lattice_slices` (in its order), as ``(M, D, width)`` (bins from the smallest value).
+
+    ``weights`` may also be a list of grids of different shapes (the same ``M``): the result is then
+    ``(M, G D, width)``, grid after grid, each padded to the longest projection.
+    """
+    grids = [weights] if isinstance(weights, torch.Tensor) else list(weights)
+    return _GridProjection.apply(slice_layout([g.shape[1:] for g in grids], kind, grids[0].device), *grids)
 
 
-def project_product(marginals: list[torch.Tensor], kind: str = "faces") -> torch.Tensor:
-    """:func:`project` for a product measure given by its 1-D marginals ``(M, n_k)`` per axis: the
-    sources are outer products of the marginals (planes for ``"faces"``), never the N voxels
-    unless the kind needs the whole grid."""
-    layout = slice_layout([m.shape[1] for m in marginals], kind, marginals[0].device)
-    sources = []
-    for axes in layout.sources:
-        joint = marginals[axes[0]]
-        for k in axes[1:]:
-            joint = joint[..., None] * marginals[k].reshape([marginals[k].shape[0]] + [1] * (joint.ndim - 1) + [-1])
-        sources.append(joint)
-    return layout.project(sources)
+class _GridProjection(torch.autograd.Function):
+    """:func:`project` with its gradient written by hand: the projections' gradient is gathered
+    back onto the marginals' cells (one ``index_select`` and one ``index_add``), and each grid's
+    gradient is the sum of its marginals' gradients broadcast over the axes they summed (autograd's
+    trace of the same steps is three times as many operations)."""
+
+    @staticmethod
+    def forward(ctx, layout, *grids):
+        sources = []
+        for g in grids:
+            for axes in layout.sources:
+                other = tuple(k + 1 for k in range(g.ndim - 1) if k not in axes)
+                sources.append(g.sum(other) if other else g)
+        ctx.layout, ctx.shapes = layout, [g.shape for g in grids]
+        return layout.project(sources)
+
+    @staticmethod
+    def backward(ctx, grad):
+        layout, m = ctx.layout, grad.shape[0]
+        cells = grad.reshape(m, -1).index_select(1, layout.bins)
+        per_cell = cells.new_zeros(m, layout.n_cells).index_add_(1, layout.cells, cells)
+        out, start = [], 0
+        for shape in ctx.shapes:
+            total = None
+            for axes in layout.sources:
+                size = math.prod(shape[k + 1] for k in axes)
+                piece = per_cell[:, start:start + size].reshape([m] + [n if k in axes else 1 for k, n in enumerate(shape[1:])])
+                start += size
+                total = piece if total is None else total + piece
+            out.append(total.expand(shape))
+        return (None, *out)
+
+
+def project_product(marginals, kind: str = "faces", shapes=None) -> torch.Tensor:
+    """:func:`project` for product measures given by their 1-D marginals, never the N voxels unless
+    the kind needs the whole grid: the sources are outer products of the marginals (planes for
+    ``"faces"``).
+
+    ``marginals``: one grid's ``(M, n_k)`` per axis, a list of such lists (one per grid), or all
+    axes of all grids ``shapes`` padded into one ``(M, A, n_max)`` tensor (row ``g ndim + k``: axis
+    ``k`` of grid ``g``, zero past its end; the landmark loss's Gaussians come that way).
+    """
+    if isinstance(marginals, torch.Tensor):
+        padded = marginals
+    else:
+        grids = [marginals] if isinstance(marginals[0], torch.Tensor) else list(marginals)
+        shapes = [[m.shape[1] for m in grid] for grid in grids]
+        n_max = max(max(shape) for shape in shapes)
+        padded = torch.stack([torch.nn.functional.pad(m, (0, n_max - m.shape[1])) for grid in grids for m in grid], dim=1)
+    return slice_layout(shapes, kind, padded.device).project_axes(padded)
 
 
 @functools.lru_cache(maxsize=64)
-def _slice_steps(spacing: tuple, kind: str, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """mm per projected bin and weight of each direction of :func:`lattice_slices`, as tensors."""
-    slices = lattice_slices(spacing, kind)
+def _slice_steps(spacings: tuple, kind: str, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """mm per projected bin and weight of each direction of :func:`lattice_slices`, grid after grid,
+    as ``(G D,)`` tensors."""
+    slices = [s for spacing in spacings for s in lattice_slices(spacing, kind)]
     return (torch.tensor([1.0 / norm for _, norm, _ in slices], device=device, dtype=dtype),
             torch.tensor([w for _, _, w in slices], device=device, dtype=dtype))
 
 
-def sliced_w2(a: torch.Tensor, b: torch.Tensor | None, spacing, directions: str = "faces",
-              b_marginals: list[torch.Tensor] | None = None) -> torch.Tensor:
+def sliced_w2(a, b, spacing, directions: str = "faces", b_marginals=None) -> torch.Tensor:
     """Sliced ``W2^2`` (mm^2) on the grid: ``sum_theta w_theta W2^2(theta_# a, theta_# b)`` over
     :func:`lattice_slices`, each 1-D optimal transport solved exactly (quantile coupling).
 
     ``a``, ``b``: weights ``(M, *S)`` (each sums to 1); a product-measure ``b`` (a Gaussian target)
-    can be given by its 1-D marginals ``b_marginals`` instead (then ``b`` is ``None``).
+    can be given by its 1-D marginals ``b_marginals`` instead (then ``b`` is ``None``; any form of
+    :func:`project_product`, the padded one for the grids of ``a``). Returns
+    ``(M,)``. Several grids of different shapes (deep-supervision scales) are solved in one batch
+    when ``a``, ``b`` (or ``b_marginals``) and ``spacing`` are lists, one entry per grid: then the
+    result is ``(M, G)``.
 
     For point masses ``a = delta_p``, ``b = delta_q`` it is exactly ``|p - q|^2``; translating ``b``
     by ``t`` changes it by ``|t|^2 + 2 <m_b - m_a, t>`` (each 1-D ``W2^2`` changes by
     ``(theta . t)^2 + 2 (theta . t)(theta . (m_b - m_a))`` and ``sum w theta theta^T = I``), the same
     laws as the Sinkhorn divergence. It is a lower bound of ``W2^2``. O(N).
     """
-    m = a.shape[0]
-    pa = project(a, directions)
-    pb = project(b, directions) if b is not None else project_product(b_marginals, directions)
-    step, weight = _slice_steps(tuple(float(s) for s in spacing), directions, a.device, a.dtype)
+    several = not isinstance(a, torch.Tensor)
+    grids = list(a) if several else [a]
+    spacings = tuple(tuple(float(s) for s in sp) for sp in (spacing if several else [spacing]))
+    m = grids[0].shape[0]
+    pa = project(grids, directions)
+    pb = (project(b, directions) if b is not None
+          else project_product(b_marginals, directions, shapes=[g.shape[1:] for g in grids]))
+    step, weight = _slice_steps(spacings, directions, grids[0].device, grids[0].dtype)
     width = pa.shape[-1]
-    w2 = _w2_on_bins(pa.reshape(-1, width), pb.reshape(-1, width), step.repeat(m)[:, None]).reshape(m, -1)
-    return (w2 * weight).sum(1)
+    w2 = _w2_on_bins(pa.reshape(-1, width), pb.reshape(-1, width), step.repeat(m)[:, None]).reshape(m, len(grids), -1)
+    out = (w2 * weight.reshape(len(grids), -1)).sum(-1)
+    return out if several else out[:, 0]

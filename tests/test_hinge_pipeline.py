@@ -129,9 +129,13 @@ def test_real_train_and_validation_step(env, name, enable_ds, configuration):
 
     trainer = _trainer(lookup(name), env, enable_ds, configuration)
     if name.startswith("nnUNetTrainerHeatmap"):  # the loss works at the configuration's own spacing
-        loss = trainer.loss.loss if enable_ds else trainer.loss
+        loss = trainer.loss
         assert loss.spacing == list(trainer.configuration_manager.spacing)
         assert loss.patch_size == list(trainer.configuration_manager.patch_size)
+        # it takes nnU-Net's deep-supervision lists and weights itself (the coarsest scale's is 0)
+        assert (loss.scale_weights is not None) == enable_ds
+        if enable_ds:
+            assert len(loss.scale_weights) == len(trainer._get_deep_supervision_scales()) and loss.scale_weights[-1] == 0
     batch, train, val = one_step_each(trainer)
     assert np.isfinite(train["loss"]) and np.isfinite(val["loss"])
     assert val["tp_hard"].shape == (3,)

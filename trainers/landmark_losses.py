@@ -41,6 +41,7 @@ target moved by ``t`` costs ``|t|^2``. ``squared=False`` reports ``sqrt(S)``, an
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -50,19 +51,42 @@ from torch import nn
 from nnunet_tavr.trainers.landmark_ot import sinkhorn_divergence, sliced_w2
 
 
-def _axis_log_gaussians(shape, spacing, centre_frac: torch.Tensor, sigma_mm: float) -> list[torch.Tensor]:
-    """Per axis ``k``, ``-(x - c_k)^2 / (2 sigma^2)`` at the voxel centres ``x`` (mm), ``(M, n_k)``."""
-    out = []
-    for k, (n, sp) in enumerate(zip(shape, spacing)):
-        x = (torch.arange(n, device=centre_frac.device, dtype=centre_frac.dtype) + 0.5) * float(sp)
-        out.append((x - centre_frac[:, k, None] * (n * float(sp))).square_().mul_(-0.5 / sigma_mm**2))
-    return out
+@functools.lru_cache(maxsize=64)
+def _axis_centres(shapes: tuple, spacings: tuple, device, dtype) -> tuple[torch.Tensor, ...]:
+    """Every axis of every grid as one row (``A`` rows): the voxel centres (mm) padded to the
+    longest axis ``(A, n_max)``, the axis' extent (mm) ``(A,)``, its index ``k`` ``(A,)``, and the
+    padding ``(A, n_max)`` (True past the axis' end)."""
+    lengths = [n for shape in shapes for n in shape]
+    sizes = [float(sp) for spacing in spacings for sp in spacing]
+    half = torch.arange(max(lengths), device=device, dtype=dtype) + 0.5
+    size = torch.tensor(sizes, device=device, dtype=dtype)
+    length = torch.tensor(lengths, device=device)
+    axis = torch.tensor([k for shape in shapes for k in range(len(shape))], device=device)
+    return half[None] * size[:, None], length * size, axis, half[None] > length[:, None]
+
+
+def _axis_log_gaussians(shapes, spacings, centre_frac: torch.Tensor, sigma_mm: float) -> torch.Tensor:
+    """``-(x - c_k)^2 / (2 sigma^2)`` at the voxel centres ``x`` (mm) of every axis ``k`` of every
+    grid, ``(M, A, n_max)`` (rows as :func:`_axis_centres`), ``-inf`` past each axis' end."""
+    x, extent, axis, pad = _axis_centres(tuple(tuple(int(n) for n in s) for s in shapes),
+                                         tuple(tuple(float(v) for v in sp) for sp in spacings),
+                                         centre_frac.device, centre_frac.dtype)
+    centre = centre_frac[:, axis] * extent
+    return (x - centre[..., None]).square_().mul_(-0.5 / sigma_mm**2).masked_fill_(pad, -math.inf)
+
+
+def axis_marginals(shapes, spacings, centre_frac: torch.Tensor, sigma_mm: float) -> torch.Tensor:
+    """The 1-D marginals of the grid Gaussians of several grids (deep-supervision scales) at once:
+    ``(M, A, n_max)``, row ``g d + k`` axis ``k`` of grid ``g`` (each sums to 1), zero past the
+    axis' end (the padded form of :func:`~nnunet_tavr.trainers.landmark_ot.project_product`)."""
+    return torch.softmax(_axis_log_gaussians(shapes, spacings, centre_frac, sigma_mm), dim=-1)
 
 
 def gaussian_marginals(shape, spacing, centre_frac: torch.Tensor, sigma_mm: float) -> list[torch.Tensor]:
     """The 1-D marginals ``(M, n_k)`` (each sums to 1) of the grid Gaussian of
     :func:`gaussian_log_heatmap`, which is their product."""
-    return [torch.softmax(t, dim=-1) for t in _axis_log_gaussians(shape, spacing, centre_frac, sigma_mm)]
+    soft = axis_marginals([shape], [spacing], centre_frac, sigma_mm)
+    return [soft[:, k, :n] for k, n in enumerate(shape)]
 
 
 def gaussian_log_heatmap(shape, spacing, centre_frac: torch.Tensor, sigma_mm: float) -> torch.Tensor:
@@ -70,11 +94,12 @@ def gaussian_log_heatmap(shape, spacing, centre_frac: torch.Tensor, sigma_mm: fl
 
     ``centre_frac``: ``(M, d)`` positions as fractions of the patch extent; returns ``(M, *shape)``.
     """
+    terms = _axis_log_gaussians([shape], [spacing], centre_frac, sigma_mm)
     logs = 0.0
-    for k, term in enumerate(_axis_log_gaussians(shape, spacing, centre_frac, sigma_mm)):
-        view = [term.shape[0]] + [1] * len(shape)
-        view[k + 1] = shape[k]
-        logs = logs + term.reshape(view)
+    for k, n in enumerate(shape):
+        view = [terms.shape[0]] + [1] * len(shape)
+        view[k + 1] = n
+        logs = logs + terms[:, k, :n].reshape(view)
     logs = logs.expand(centre_frac.shape[0], *shape)
     return logs - torch.logsumexp(logs.reshape(logs.shape[0], -1), dim=1).reshape([-1] + [1] * len(shape))
 
@@ -93,11 +118,40 @@ def glip_penalty(p: torch.Tensor, spacing, sigma_mm: float, factor: float = 1.0)
     :func:`_paying_edges`), with their gradient written by hand: one sparse ``index_add`` in the
     backward pass, whatever the number of edges.
     """
-    axes = [k for k, n in enumerate(p.shape[1:]) if n > 1]
+    axes = tuple(k for k, n in enumerate(p.shape[1:]) if n > 1)
     if not axes:
         return p.sum() * 0.0
-    bound = glip_slope_bound(sigma_mm, factor)
-    return _EdgeGLiP.apply(p, tuple(float(spacing[k]) for k in axes), tuple(axes), bound)
+    grid = _glip_grid(p.shape, tuple(float(spacing[k]) for k in axes), axes, glip_slope_bound(sigma_mm, factor),
+                      p.device, p.dtype)
+    return _EdgeGLiP.apply(p, grid)
+
+
+class _GlipGrid:
+    """GLiP's constants on one grid ``(M, *S)``, per axis ``k`` of ``axes`` (cached: the loss runs
+    every iteration on the same patch): the stride ``step``, the size, the cut ``L spacing_k`` and
+    ``c = 1 / (edges x spacing_k^2 x axes)`` (a mean over the axis' edges, then over the axes)."""
+
+    def __init__(self, shape, spacing, axes, bound, device, dtype):
+        m, grid = shape[0], shape[1:]
+        self.n_vox, self.n_last = math.prod(grid), grid[-1]
+        self.n_lines = self.n_vox // self.n_last
+        self.strides = [math.prod(grid[k + 1:]) for k in range(len(grid))]
+        strides = [self.strides[k] for k in axes]
+        self.cuts = [bound * sp for sp in spacing]
+        self.dense = list(zip(axes, self.cuts))
+        self.step = torch.tensor(strides, device=device)[:, None]
+        self.size = torch.tensor([grid[k] for k in axes], device=device)[:, None]
+        self.axis = torch.arange(len(axes), device=device)[:, None]
+        self.last = self.size - 1
+        c = [1.0 / (m * (grid[k] - 1) * (self.n_vox // grid[k]) * sp**2 * len(axes)) for k, sp in zip(axes, spacing)]
+        # per axis: the cut's bounds, c and 2 c
+        self.table = torch.tensor([[-cut, cut, ck, 2 * ck] for cut, ck in zip(self.cuts, c)], device=device, dtype=dtype)
+        self.row_lines = torch.arange(m, device=device) * self.n_lines
+
+
+@functools.lru_cache(maxsize=32)
+def _glip_grid(shape, spacing, axes, bound, device, dtype) -> _GlipGrid:
+    return _GlipGrid(shape, spacing, axes, bound, device, dtype)
 
 
 class _EdgeGLiP(torch.autograd.Function):
@@ -107,22 +161,15 @@ class _EdgeGLiP(torch.autograd.Function):
     and ``d/dP = -2 c x dh / P``."""
 
     @staticmethod
-    def forward(ctx, p, spacing, axes, bound):
-        shape = p.shape[1:]
-        n_vox = shape.numel()
-        strides = [math.prod(shape[k + 1:]) for k in range(len(shape))]
-        cuts = [bound * sp for sp in spacing]
-        peak, first, axis = _paying_edges(p, cuts, axes, strides)
-        # per axis: the stride, the cut, and c = 1 / (edges x spacing^2 x axes) (a mean over edges, then axes)
-        per_axis = torch.tensor([[strides[k], cut, 1.0 / (p.shape[0] * (shape[k] - 1) * (n_vox // shape[k]) * sp**2 * len(axes))]
-                                 for k, sp, cut in zip(axes, spacing, cuts)], dtype=torch.float64, device=p.device)
-        step, cut, c = per_axis[axis].to(p.dtype).unbind(1)
+    def forward(ctx, p, grid):
+        peak, first, axis = _paying_edges(p, grid)
+        low, high, c, c2 = grid.table[axis].unbind(1)
         flat = p.reshape(-1)
-        end, row = first + step.long(), first // n_vox
+        end, row = first + grid.step[axis, 0], first // grid.n_vox
         top = flat[peak].clamp_min(1e-30)[row]
         dh = (flat[end] - flat[first]) / top
-        excess = dh - dh.clamp(-cut, cut)  # softshrink with a cut per edge
-        g = 2 * c * excess / top
+        excess = dh - dh.clamp(low, high)  # softshrink with a cut per edge
+        g = c2 * excess / top
         ctx.save_for_backward(torch.cat([end, first, peak[row]]), torch.cat([g, -g, -g * dh]))
         ctx.shape = p.shape
         return (c * excess.square()).sum()
@@ -131,7 +178,7 @@ class _EdgeGLiP(torch.autograd.Function):
     def backward(ctx, grad):
         where, grads = ctx.saved_tensors
         out = grads.new_zeros(ctx.shape.numel()).index_add_(0, where, grads * grad)
-        return out.reshape(ctx.shape), None, None, None
+        return out.reshape(ctx.shape), None
 
 
 def glip_can_pay(spacing, sigma_mm: float, factor: float = 1.0) -> bool:
@@ -147,43 +194,49 @@ def glip_slope_bound(sigma_mm: float, factor: float = 1.0) -> float:
     return factor / (sigma_mm * math.sqrt(math.e))
 
 
-def _paying_edges(p: torch.Tensor, cuts, axes, strides) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _paying_edges(p: torch.Tensor, grid: _GlipGrid) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The linear index (in ``p.reshape(-1)``) of each row's maximum; and the edges ``(v, v + e_k)``
-    of a superset of those whose ``|dh|`` exceeds ``cuts[i]`` (``h = p / max p``, ``k = axes[i]``),
-    as their first endpoints ``v`` and their ``i``.
+    of a superset of those whose ``|dh|`` exceeds the axis' cut (``h = p / max p``), as their first
+    endpoints ``v`` and their axis (an index into ``axes``), each edge once.
 
-    As ``0 <= h <= 1``, ``|dh| <= max(h(v), h(v + e_k))``: only edges touching a voxel above
-    ``min(cuts)`` can pay, usually a handful around the peak, found with one comparison. When they
-    are a large share of the patch, a heatmap whose range ``1 - min h`` is under the cuts (a flat
-    one: an untrained network) has no paying edge at all; otherwise the finite differences are
-    compared with the cut, one dense pass per axis without gradient.
+    As ``0 <= h <= 1``, ``|dh| <= max(h(v), h(v + e_k))``: only edges touching a voxel above the
+    smallest cut can pay, usually a handful around the peak. They are found line by line: the
+    maximum of every grid line along the last axis (one fast reduction) tells which few lines hold
+    such a voxel, and only those lines are compared voxel by voxel (a full-size comparison and
+    ``nonzero`` cost more than the rest of GLiP). When those lines are a large share of the patch,
+    a heatmap whose range ``1 - min h`` is under the cuts (a flat one: an untrained network) has no
+    paying edge at all; otherwise the finite differences are compared with the cut, one dense pass
+    per axis without gradient.
     """
-    m, shape = p.shape[0], p.shape[1:]
-    n_vox = p[0].numel()
-    rows = p.reshape(m, -1)
-    peak = rows.argmax(dim=1) + torch.arange(m, device=p.device) * n_vox
-    top = p.reshape(-1)[peak]
-    above = torch.nonzero((rows > (top * min(cuts))[:, None]).reshape(-1)).squeeze(1)
-    if above.numel() * 8 <= p.numel():
+    m = p.shape[0]
+    flat = p.reshape(-1)
+    lines = p.reshape(-1, grid.n_last)
+    line_top = lines.amax(1)
+    top, top_line = line_top.reshape(m, -1).max(1)
+    top_line = top_line + grid.row_lines
+    peak = top_line * grid.n_last + lines[top_line].argmax(1)
+    threshold = top * min(grid.cuts)
+    hot = torch.nonzero(line_top > threshold.repeat_interleave(grid.n_lines)).squeeze(1)
+    if hot.numel() * grid.n_last * 8 <= p.numel():
+        level = threshold[hot // grid.n_lines]
+        line, at = torch.nonzero(lines[hot] > level[:, None], as_tuple=True)
+        above, level = hot[line] * grid.n_last + at, level[line]
         # each voxel's forward edges, and its backward edges unless the voxel behind is above too
         # (then that edge is already the other voxel's forward edge); all axes at once
-        is_above = torch.zeros(p.numel(), dtype=torch.bool, device=p.device)
-        is_above[above] = True
-        step, size = torch.tensor([[strides[k], shape[k]] for k in axes], device=p.device).T[..., None]
-        at = (above % n_vox)[None] // step % size
-        back = above[None] - step
-        forward = at < size - 1
-        backward = (at > 0) & ~is_above[back.clamp_min(0)]
-        axis = torch.arange(len(axes), device=p.device)[:, None].expand_as(at)
-        return peak, torch.cat([above.expand_as(at)[forward], back[backward]]), torch.cat([axis[forward], axis[backward]])
-    if bool((1 - rows.amin(dim=1) / top.clamp_min(1e-30) <= min(cuts)).all()):
+        pos = (above % grid.n_vox) // grid.step % grid.size
+        back = above - grid.step
+        forward = pos < grid.last
+        backward = (pos > 0) & (flat[back.clamp_min(0)] <= level)
+        axis = grid.axis.expand_as(pos)
+        return peak, torch.cat([above.expand_as(pos)[forward], back[backward]]), torch.cat([axis[forward], axis[backward]])
+    if bool((1 - p.reshape(m, -1).amin(dim=1) / top.clamp_min(1e-30) <= min(grid.cuts)).all()):
         # flat heatmaps (an untrained network): |dh| <= 1 - min h, under every cut, so nothing pays
-        return peak, above[:0], above[:0]
+        return peak, hot[:0], hot[:0]
     firsts, which = [], []
-    for i, (k, cut) in enumerate(zip(axes, cuts)):
+    for i, (k, cut) in enumerate(grid.dense):
         dp = torch.diff(p, dim=k + 1).abs_()
-        where = torch.nonzero(dp > (top * cut).reshape([-1] + [1] * len(shape)), as_tuple=True)
-        firsts.append(where[0] * n_vox + sum(j * st for j, st in zip(where[1:], strides)))
+        where = torch.nonzero(dp > (top * cut).reshape([-1] + [1] * (p.ndim - 1)), as_tuple=True)
+        firsts.append(where[0] * grid.n_vox + sum(j * st for j, st in zip(where[1:], grid.strides)))
         which.append(torch.full_like(firsts[-1], i))
     return peak, torch.cat(firsts), torch.cat(which)
 
@@ -197,7 +250,8 @@ def read_targets(target: torch.Tensor, num_landmarks: int) -> tuple[torch.Tensor
 
 class _ReferenceLogits(torch.autograd.Function):
     """``z_l - z_0`` for the channels ``1..L`` of ``(B, 1 + L, *S)``, with a backward that writes the
-    input's gradient once (autograd's slicing would allocate and zero it once per slice)."""
+    input's gradient once (autograd's slicing would allocate and zero it once per slice; the
+    reference channel's ``-sum_l`` is accumulated in place rather than summed and concatenated)."""
 
     @staticmethod
     def forward(ctx, output):
@@ -205,18 +259,32 @@ class _ReferenceLogits(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return torch.cat([-grad.sum(1, keepdim=True), grad], dim=1)
+        out = grad.new_empty(grad.shape[0], grad.shape[1] + 1, *grad.shape[2:])
+        out[:, 1:] = grad
+        reference = out[:, 0]
+        torch.neg(grad[:, 0], out=reference)
+        for k in range(1, grad.shape[1]):
+            reference.sub_(grad[:, k])
+        return out
 
 
 class _HeatmapLoss(nn.Module):
-    """Shared plumbing: logits ``z_l - z_0``, the scale's spacing, fp32 outside autocast."""
+    """Shared plumbing: logits ``z_l - z_0``, each scale's spacing, deep supervision, fp32 outside
+    autocast.
 
-    def __init__(self, num_landmarks: int, spacing, patch_size, sigma_mm: float):
+    ``forward`` takes one output and its target, or nnU-Net's deep-supervision lists (finest first);
+    the lists are weighted by ``scale_weights`` (nnU-Net's ``DeepSupervisionWrapper`` weights: 1 each
+    when ``None``), scales of weight 0 skipped, as that wrapper does. The loss takes the lists itself
+    (rather than being wrapped) so that the scales' small problems are solved in one batch.
+    """
+
+    def __init__(self, num_landmarks: int, spacing, patch_size, sigma_mm: float, scale_weights=None):
         super().__init__()
         self.num_landmarks = int(num_landmarks)
         self.spacing = [float(s) for s in spacing]
         self.patch_size = [int(n) for n in patch_size]
         self.sigma_mm = float(sigma_mm)
+        self.scale_weights = None if scale_weights is None else [float(w) for w in scale_weights]
 
     def scale_spacing(self, shape) -> list[float]:
         """mm per axis of an output of ``shape`` (a deep-supervision scale of the patch)."""
@@ -230,31 +298,52 @@ class _HeatmapLoss(nn.Module):
     def logits(self, output: torch.Tensor) -> torch.Tensor:
         return _ReferenceLogits.apply(self.channels(output).float())
 
-    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(output.device.type, enabled=False):
-            return self.compute(output, target)
+    def forward(self, output, target) -> torch.Tensor:
+        if isinstance(output, torch.Tensor):
+            scales = [(output, target, 1.0)]
+        else:
+            weights = self.scale_weights if self.scale_weights is not None else [1.0] * len(output)
+            if not len(weights) == len(output) == len(target):
+                raise ValueError(f"{type(self).__name__}: {len(output)} outputs, {len(target)} targets and "
+                                 f"{len(weights)} scale weights; they must match")
+            scales = [(o, t, w) for o, t, w in zip(output, target, weights) if w != 0]
+        with torch.autocast(scales[0][0].device.type, enabled=False):
+            return self.compute(scales)
+
+    def compute(self, scales: list[tuple[torch.Tensor, torch.Tensor, float]]) -> torch.Tensor:
+        """The loss of ``(output, target, weight)`` per scale, finest first."""
+        return sum(w * self.compute_one(output, target) for output, target, w in scales)
+
+    def compute_one(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
 
 class HeatmapOTLoss(_HeatmapLoss):
     """OT (``ot="sliced"``: exact sliced ``W2^2`` over the lattice directions, the default chosen by
-    ``benchmarks/landmark_loss.py``; ``ot="sinkhorn"``: the Sinkhorn divergence) between each landmark channel's spatial softmax and a Gaussian target (sigma in
-    mm), plus ``glip_weight`` x :func:`glip_penalty`.
+    ``benchmarks/landmark_loss.py``; ``ot="sinkhorn"``: the Sinkhorn divergence) between each
+    landmark channel's spatial softmax and a Gaussian target (sigma in mm), plus ``glip_weight`` x
+    :func:`glip_penalty`.
 
     Landmarks absent from a patch (``present == 0``: not in it, or their sphere cut by its border)
     have no target distribution: their OT term is left out and the loss averages over the present
     (sample, landmark) pairs only; a batch with none gives 0 (still connected to the graph). The
-    GLiP term applies to every channel. A softmax over voxels is blind to a constant added to a
-    channel, so patches alone cannot tell the network *where in the image* the landmark is not:
-    ``ce_weight`` x the channel cross-entropy against the sphere labels (channel 0 = background)
-    anchors the logits' absolute level, so that far from a landmark ``z_l - z_0 < 0`` in every
-    patch, including those without it, and the tiles of nnU-Net's sliding window agree. The OT term is divided by ``sigma_mm**2`` (``squared``) or
-    ``sigma_mm`` (distance), so 1 means "off by about one sigma".
+    GLiP term applies to every channel of the full-resolution output (the first): that is the map
+    inference reads; the deep-supervision outputs are auxiliary, and on their coarser grids fewer
+    edges can pay (none once ``L * spacing >= 1``, :func:`glip_can_pay`). A softmax over voxels is
+    blind to a constant added to a channel, so patches alone cannot tell the network *where in the
+    image* the landmark is not: ``ce_weight`` x the channel cross-entropy against the sphere labels
+    (channel 0 = background) anchors the logits' absolute level at every scale, so that far from a
+    landmark ``z_l - z_0 < 0`` in every patch, including those without it, and the tiles of
+    nnU-Net's sliding window agree. The OT term is divided by ``sigma_mm**2`` (``squared``) or
+    ``sigma_mm`` (distance), so 1 means "off by about one sigma". With deep supervision, the sliced
+    OT of all scales is one batched problem.
     """
 
     def __init__(self, num_landmarks, spacing, patch_size, sigma_mm: float = 2.0, blur_mm: float = 1.0,
                  squared: bool = True, glip_weight: float = 1.0, glip_factor: float = 1.0, scaling: float = 0.5,
-                 extra_iterations: int = 3, ot: str = "sliced", directions: str = "faces", ce_weight: float = 1.0):
-        super().__init__(num_landmarks, spacing, patch_size, sigma_mm)
+                 extra_iterations: int = 3, ot: str = "sliced", directions: str = "faces", ce_weight: float = 1.0,
+                 scale_weights=None):
+        super().__init__(num_landmarks, spacing, patch_size, sigma_mm, scale_weights)
         self.ce_weight = float(ce_weight)
         if ot not in ("sliced", "sinkhorn"):
             raise ValueError(f"ot must be 'sliced' or 'sinkhorn', got {ot!r}")
@@ -263,41 +352,49 @@ class HeatmapOTLoss(_HeatmapLoss):
         self.glip_weight, self.glip_factor = float(glip_weight), float(glip_factor)
         self.scaling, self.extra_iterations = float(scaling), int(extra_iterations)
 
-    def compute(self, output, target):
-        spacing = self.scale_spacing(output.shape[2:])
-        z = self.logits(output)
-        b, l = z.shape[:2]
-        flat = z.reshape(b * l, -1)
-        present, frac = read_targets(target, self.num_landmarks)
+    def _scaled(self, div: torch.Tensor) -> torch.Tensor:
+        """The OT term of divergences ``div`` (mm^2) in units of sigma (or sigma^2)."""
+        return (div.clamp_min(0) + 1e-6).sqrt() / self.sigma_mm if not self.squared else div / self.sigma_mm**2
+
+    def compute(self, scales):
+        # the centre channels are constant, so every scale holds the same (present, centre)
+        present, frac = read_targets(scales[0][1], self.num_landmarks)
         sel = present.reshape(-1)
         n_present = int(sel.sum())  # one host sync
         # indexing copies the whole patch (and its gradient): only when some landmark is absent
         rows = (lambda x: x) if n_present == sel.numel() else (lambda x: x[sel])  # noqa: E731
-        centres = rows(frac.reshape(b * l, -1))
-        terms = []
-        if self.ot == "sliced":
-            p = torch.softmax(flat, dim=-1).reshape(b * l, *z.shape[2:])
-            if n_present:
-                div = sliced_w2(rows(p), None, spacing, self.directions,
-                                b_marginals=gaussian_marginals(z.shape[2:], spacing, centres, self.sigma_mm))
-        else:
-            log_p = torch.log_softmax(flat, dim=-1).reshape(b * l, *z.shape[2:])
-            p = log_p.exp()
-            if n_present:
-                log_q = gaussian_log_heatmap(z.shape[2:], spacing, centres, self.sigma_mm)
-                div = sinkhorn_divergence(rows(log_p), log_q, spacing, self.blur_mm, self.scaling, self.extra_iterations)
-        if n_present:
-            ot = (div.clamp_min(0) + 1e-6).sqrt() / self.sigma_mm if not self.squared else div / self.sigma_mm**2
-            terms.append(ot.mean())
-        if self.glip_weight and glip_can_pay(spacing, self.sigma_mm, self.glip_factor):
-            terms.append(self.glip_weight * self.sigma_mm**2 * glip_penalty(p, spacing, self.sigma_mm, self.glip_factor))
-        if self.ce_weight:
-            # anchors the logits' absolute level: z_l - z_0 < 0 away from landmark l, > 0 on its sphere,
-            # so the tiles of nnU-Net's sliding window (and patches without the landmark) are comparable
-            seg = target[:, 0].round().long()
-            terms.append(self.ce_weight * F.cross_entropy(self.channels(output).float(), seg))
+        centres = rows(frac.reshape(sel.numel(), -1))
+        terms, grids, spacings, weights = [], [], [], []
+        for i, (output, target, w) in enumerate(scales):
+            spacing = self.scale_spacing(output.shape[2:])
+            z = self.logits(output)
+            flat = z.reshape(sel.numel(), -1)
+            if self.ot == "sliced":
+                p = torch.softmax(flat, dim=-1).reshape(sel.numel(), *z.shape[2:])
+                if n_present:
+                    grids.append(rows(p))
+                    spacings.append(spacing)
+                    weights.append(w)
+            else:
+                log_p = torch.log_softmax(flat, dim=-1).reshape(sel.numel(), *z.shape[2:])
+                p = log_p.exp()
+                if n_present:
+                    log_q = gaussian_log_heatmap(z.shape[2:], spacing, centres, self.sigma_mm)
+                    div = sinkhorn_divergence(rows(log_p), log_q, spacing, self.blur_mm, self.scaling, self.extra_iterations)
+                    terms.append(w * self._scaled(div).mean())
+            if i == 0 and self.glip_weight and glip_can_pay(spacing, self.sigma_mm, self.glip_factor):
+                terms.append(w * self.glip_weight * self.sigma_mm**2 * glip_penalty(p, spacing, self.sigma_mm, self.glip_factor))
+            if self.ce_weight:
+                # anchors the logits' absolute level: z_l - z_0 < 0 away from landmark l, > 0 on its sphere,
+                # so the tiles of nnU-Net's sliding window (and patches without the landmark) are comparable
+                seg = target[:, 0].round().long()
+                terms.append(w * self.ce_weight * F.cross_entropy(self.channels(output).float(), seg))
+        if grids:
+            marginals = axis_marginals([g.shape[1:] for g in grids], spacings, centres, self.sigma_mm)
+            div = sliced_w2(grids, None, spacings, self.directions, b_marginals=marginals)  # (M, scales)
+            terms.append(self._scaled(div).mean(0) @ div.new_tensor(weights))
         # a batch with nothing to learn still returns a loss connected to the graph
-        return sum(terms[1:], terms[0]) if terms else 0.0 * z.sum()
+        return sum(terms[1:], terms[0]) if terms else 0.0 * sum(o.sum() for o, _, _ in scales)
 
 
 class HeatmapMSELoss(_HeatmapLoss):
@@ -311,11 +408,12 @@ class HeatmapMSELoss(_HeatmapLoss):
     everywhere (``benchmarks/landmark_trainers.py`` measured exactly that with ``1 + 10 * target``).
     """
 
-    def __init__(self, num_landmarks, spacing, patch_size, sigma_mm: float = 2.0, peak_weight: float = 1.0):
-        super().__init__(num_landmarks, spacing, patch_size, sigma_mm)
+    def __init__(self, num_landmarks, spacing, patch_size, sigma_mm: float = 2.0, peak_weight: float = 1.0,
+                 scale_weights=None):
+        super().__init__(num_landmarks, spacing, patch_size, sigma_mm, scale_weights)
         self.peak_weight = float(peak_weight)
 
-    def compute(self, output, target):
+    def compute_one(self, output, target):
         spacing = self.scale_spacing(output.shape[2:])
         z = self.logits(output)
         b, l = z.shape[:2]

@@ -49,7 +49,7 @@ class LandmarkHeatmaps(ExtraTargetChannels):
     #: Gaussian target's standard deviation (mm)
     sigma_mm: float = 2.0
 
-    def _heatmap_loss(self) -> torch.nn.Module:
+    def _heatmap_loss(self, scale_weights=None) -> torch.nn.Module:
         raise NotImplementedError
 
     @property
@@ -61,8 +61,8 @@ class LandmarkHeatmaps(ExtraTargetChannels):
             raise ValueError(f"{type(self).__name__}: landmark datasets use plain labels (one sphere per landmark), not regions")
         loss = super()._build_loss()  # nnU-Net decides on deep supervision and its weights
         if isinstance(loss, DeepSupervisionWrapper):
-            loss.loss = self._heatmap_loss()
-            return loss
+            # the heatmap losses take nnU-Net's lists and weights themselves, to batch the scales
+            return self._heatmap_loss(scale_weights=loss.weight_factors)
         return self._heatmap_loss()
 
     @classmethod
@@ -111,10 +111,10 @@ class nnUNetTrainerHeatmapOT(LateralityPreservingMirroring, LandmarkHeatmaps, nn
     #: weight of the channel cross-entropy on the spheres that anchors the logits across patches
     ce_weight: float = 1.0
 
-    def _heatmap_loss(self):
+    def _heatmap_loss(self, scale_weights=None):
         return HeatmapOTLoss(**self._loss_geometry(), blur_mm=self.blur_mm, squared=self.squared,
                              glip_weight=self.glip_weight, glip_factor=self.glip_factor, ot=self.ot,
-                             directions=self.directions, ce_weight=self.ce_weight)
+                             directions=self.directions, ce_weight=self.ce_weight, scale_weights=scale_weights)
 
 
 class nnUNetTrainerHeatmapMSE(LateralityPreservingMirroring, LandmarkHeatmaps, nnUNetTrainer):
@@ -124,8 +124,8 @@ class nnUNetTrainerHeatmapMSE(LateralityPreservingMirroring, LandmarkHeatmaps, n
     #: ``1 + peak_weight * N / sum(target) * target``; see HeatmapMSELoss)
     peak_weight: float = 1.0
 
-    def _heatmap_loss(self):
-        return HeatmapMSELoss(**self._loss_geometry(), peak_weight=self.peak_weight)
+    def _heatmap_loss(self, scale_weights=None):
+        return HeatmapMSELoss(**self._loss_geometry(), peak_weight=self.peak_weight, scale_weights=scale_weights)
 
 
 class nnUNetTrainerHeatmapOT_smoke(Smoke, nnUNetTrainerHeatmapOT):

@@ -11,12 +11,13 @@ import torch
 from nnunet_tavr.trainers.landmark_losses import (
     HeatmapMSELoss,
     HeatmapOTLoss,
+    axis_marginals,
     gaussian_log_heatmap,
     gaussian_marginals,
     glip_can_pay,
     glip_penalty,
 )
-from nnunet_tavr.trainers.landmark_ot import lattice_slices, project, project_product, sinkhorn_divergence, sliced_w2
+from nnunet_tavr.trainers.landmark_ot import _w2_on_bins, lattice_slices, project, project_product, sinkhorn_divergence, sliced_w2
 
 #: Both OT distances of the loss: (name, function of log-weights, spacing) -> mm^2
 OT = {
@@ -83,6 +84,67 @@ def test_projections_bin_each_voxel_on_each_direction(kind):
     # a product measure from its 1-D marginals, without the voxels
     torch.testing.assert_close(project_product(gaussian_marginals(shape, spacing, frac, 2.0), kind), projected,
                                rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["axes", "faces", "lattice"])
+def test_several_grids_project_and_transport_as_each_grid_alone(kind):
+    # the deep-supervision scales of one output are binned and solved in one batch
+    shapes, spacings = [(8, 10, 6), (4, 5, 3), (2, 3, 2)], [(1.0, 1.5, 2.0), (2.0, 3.0, 4.0), (4.0, 5.0, 6.0)]
+    gen = torch.Generator().manual_seed(1)
+    frac = torch.rand(3, 3, generator=gen, dtype=torch.float64)
+    grids = [torch.softmax(torch.randn(3, math.prod(s), generator=gen, dtype=torch.float64), 1).reshape(3, *s).requires_grad_()
+             for s in shapes]
+    together = project(grids, kind)
+    marginals = axis_marginals(shapes, spacings, frac, 2.0)
+    d = len(lattice_slices(spacings[0], kind))
+    for g, (shape, spacing) in enumerate(zip(shapes, spacings)):
+        alone = project(grids[g], kind)
+        torch.testing.assert_close(together[:, g * d:(g + 1) * d, :alone.shape[-1]], alone)
+        assert float(together[:, g * d:(g + 1) * d, alone.shape[-1]:].detach().abs().sum()) == 0.0
+        # the padded marginals of all grids give each grid's product projection
+        torch.testing.assert_close(project_product(marginals, kind, shapes=shapes)[:, g * d:(g + 1) * d, :alone.shape[-1]],
+                                   project_product(gaussian_marginals(shape, spacing, frac, 2.0), kind))
+    w2 = sliced_w2(grids, None, spacings, kind, b_marginals=marginals)
+    assert w2.shape == (3, len(shapes))
+    weights = torch.rand(3, len(shapes), generator=gen, dtype=torch.float64)
+    grads = torch.autograd.grad((w2 * weights).sum(), grids)
+    for g, (shape, spacing) in enumerate(zip(shapes, spacings)):
+        alone = sliced_w2(grids[g], None, spacing, kind, b_marginals=gaussian_marginals(shape, spacing, frac, 2.0))
+        torch.testing.assert_close(w2[:, g], alone)
+        torch.testing.assert_close(grads[g], torch.autograd.grad((alone * weights[:, g]).sum(), grids[g])[0])
+
+
+def test_projection_gradient_is_autograd_s():
+    grids = [torch.rand(2, 4, 3, 5, dtype=torch.float64, requires_grad=True), torch.rand(2, 2, 2, 3, dtype=torch.float64, requires_grad=True)]
+    for kind in ("axes", "faces", "lattice"):
+        assert torch.autograd.gradcheck(lambda *g: project(list(g), kind), grids)
+
+
+def w2_by_autograd(a, b, step):
+    """The 1-D quantile W2^2 traced by autograd (the reference for the hand-written gradient)."""
+    ca, cb = a.cumsum(-1), b.cumsum(-1)
+    ca, cb = ca / ca[..., -1:], cb / cb[..., -1:]
+    u = torch.sort(torch.cat([ca, cb], dim=-1), dim=-1).values
+    u = torch.cat([torch.zeros_like(u[..., :1]), u], dim=-1)
+    du = u.diff(dim=-1)
+    mid = (u[..., :-1] + 0.5 * du).detach()
+    ia = torch.searchsorted(ca.detach().contiguous(), mid.contiguous()).clamp_max(a.shape[-1] - 1)
+    ib = torch.searchsorted(cb.detach().contiguous(), mid.contiguous()).clamp_max(a.shape[-1] - 1)
+    return (du * ((ia - ib).to(a.dtype) * step) ** 2).sum(-1)
+
+
+def test_quantile_w2_gradient_equals_autograd_s():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(7, 12, generator=gen, dtype=torch.float64)
+    a[:, -3:] = 0.0  # padding bins: ties at the CDF's end
+    a.requires_grad_()
+    b = torch.rand(7, 12, generator=gen, dtype=torch.float64).requires_grad_()
+    step = torch.rand(7, 1, generator=gen, dtype=torch.float64) + 0.5
+    weights = torch.randn(7, generator=gen, dtype=torch.float64)
+    ours, reference = _w2_on_bins(a, b, step), w2_by_autograd(a, b, step)
+    torch.testing.assert_close(ours, reference)
+    for x, y in zip(torch.autograd.grad((ours * weights).sum(), (a, b)), torch.autograd.grad((reference * weights).sum(), (a, b))):
+        torch.testing.assert_close(x, y)
 
 
 def blob(shape, centre, sigma, spacing):
@@ -192,6 +254,44 @@ def test_reference_logits_and_their_gradient(extra_channels):
     (loss.logits(out) * weights).sum().backward()
     expected = torch.cat([-weights.sum(1, keepdim=True), weights, torch.zeros(2, extra_channels, 3, 4, 5)], dim=1)
     torch.testing.assert_close(out.grad, expected)
+
+
+def scales_of(shape, centres, present, channels, gen):
+    """Deep-supervision outputs and targets (the patch, then halvings), as nnU-Net hands them over."""
+    sizes = [tuple(n // 2 ** i for n in shape) for i in range(3)]
+    outputs = [(3 * torch.randn(1, channels, *s, generator=gen, dtype=torch.float64)).requires_grad_() for s in sizes]
+    tgts = [targets(s, [[tuple(int(c * s[k] / shape[k]) for k, c in enumerate(centre)) for centre in centres]], [present]).double()
+            for s in sizes]
+    for t in tgts:  # the centre channels hold the same fractions at every scale
+        t[:, 1:] = tgts[0][:, 1:].flatten(2)[..., :1].reshape(1, -1, *[1] * 3)
+    return outputs, tgts
+
+
+@pytest.mark.parametrize("present", [[1, 1], [1, 0]])
+def test_deep_supervision_lists_are_nnunets_weighted_sum_with_glip_at_full_resolution(present):
+    from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+
+    shape, spacing, weights = (16, 12, 16), (1.5, 2.0, 1.5), [0.6, 0.4, 0.0]
+    gen = torch.Generator().manual_seed(2)
+    outputs, tgts = scales_of(shape, [(5, 4, 9), (10, 6, 3)], present, 3, gen)
+    for glip in (0.0, 1.0):
+        ours = HeatmapOTLoss(2, spacing, shape, glip_weight=glip, scale_weights=weights)(outputs, tgts)
+        single = HeatmapOTLoss(2, spacing, shape, glip_weight=0.0)
+        expected = DeepSupervisionWrapper(single, weights)(outputs, tgts)
+        if glip:  # GLiP reads the full-resolution output only
+            z = (outputs[0][:, 1:] - outputs[0][:, :1]).float()
+            p = torch.softmax(z.flatten(2), -1).reshape(z.shape)
+            term = glip_penalty(p.flatten(0, 1), spacing, 2.0)
+            assert float(term) > 0
+            expected = expected + weights[0] * 2.0**2 * term
+        # (the loss computes in float32)
+        torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-6)
+        for x, y in zip(torch.autograd.grad(ours, outputs[:2]), torch.autograd.grad(expected, outputs[:2])):
+            torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-6 * float(y.abs().max()))
+    mse = HeatmapMSELoss(2, spacing, shape, scale_weights=weights)(outputs, tgts)
+    torch.testing.assert_close(mse, DeepSupervisionWrapper(HeatmapMSELoss(2, spacing, shape), weights)(outputs, tgts))
+    with pytest.raises(ValueError, match="3 outputs, 3 targets and 2 scale weights"):
+        HeatmapOTLoss(2, spacing, shape, scale_weights=[0.5, 0.5])(outputs, tgts)
 
 
 def test_deep_supervision_scale_uses_the_scaled_spacing():

@@ -16,8 +16,9 @@ The outputs are random logits (standard normal, a peaked heatmap as in training)
 default, flat logits (std 0.01, an untrained network): GLiP finds its few paying edges with one
 comparison in the first case and needs dense finite differences in the second. ``--ds-patches``
 also times one training iteration's loss under nnU-Net's deep supervision (the patch and its
-halvings down to 1/16, nnU-Net's weights; the coarsest, of weight 0, is skipped by nnU-Net), both
-losses wrapped in ``DeepSupervisionWrapper``.
+halvings down to 1/16, nnU-Net's weights; the coarsest, of weight 0, is skipped), DC_and_CE in
+nnU-Net's ``DeepSupervisionWrapper``, the OT loss given the lists and weights as the trainer gives
+them.
 
 Target (issue 15): OT loss <= 2x DC_and_CE.
 
@@ -39,12 +40,21 @@ import time
 
 
 def timed(loss, output, target, repeats: int) -> float:
-    best = float("inf")
+    """Best CPU time of ``repeats`` forward + backward passes of one loss."""
+    return interleaved({"loss": (loss, output, target)}, repeats)["loss"]
+
+
+def interleaved(cases: dict, repeats: int) -> dict:
+    """Best CPU time of each ``name: (loss, output(s), target(s))`` over ``repeats`` rounds, each
+    round timing every case once in turn, so that a slower spell of the machine hits them alike."""
+    best = dict.fromkeys(cases, float("inf"))
     for _ in range(repeats):
-        output.grad = None
-        t0 = time.process_time()
-        loss(output, target).backward()
-        best = min(best, time.process_time() - t0)
+        for name, (loss, output, target) in cases.items():
+            for o in output if isinstance(output, list) else [output]:
+                o.grad = None
+            t0 = time.process_time()
+            loss(output, target).backward()
+            best[name] = min(best[name], time.process_time() - t0)
     return best
 
 
@@ -82,19 +92,11 @@ def deep_supervision(patch: int, batch: int, repeats: int) -> tuple[float, float
     weights = [w / sum(weights) for w in weights]
     outputs = [torch.randn(batch, 4, n, n, n, requires_grad=True) for n in sizes]
     segs = [torch.randint(0, 4, (batch, 1, n, n, n)) for n in sizes]
-    both = {"DC_and_CE": (DeepSupervisionWrapper(dc_and_ce(), weights), segs),
-            "OT": (DeepSupervisionWrapper(HeatmapOTLoss(3, (1.5,) * 3, (patch,) * 3), weights), [hinge_target(s) for s in segs])}
-    out = []
-    for loss, targets in both.values():
-        best = float("inf")
-        for _ in range(repeats):
-            for o in outputs:
-                o.grad = None
-            t0 = time.process_time()
-            loss(outputs, targets).backward()
-            best = min(best, time.process_time() - t0)
-        out.append(best)
-    return out[0], out[1]
+    best = interleaved({"DC_and_CE": (DeepSupervisionWrapper(dc_and_ce(), weights), outputs, segs),
+                        # as the trainer builds it: the loss takes the lists and weights itself (batched scales)
+                        "OT": (HeatmapOTLoss(3, (1.5,) * 3, (patch,) * 3, scale_weights=weights), outputs,
+                               [hinge_target(s) for s in segs])}, repeats)
+    return best["DC_and_CE"], best["OT"]
 
 
 def main(argv=None) -> int:
@@ -127,22 +129,24 @@ def main(argv=None) -> int:
         flat = (0.01 * torch.randn(args.batch, 4, *shape)).requires_grad_()
         seg = torch.randint(0, 4, (args.batch, 1, *shape))
         target = hinge_target(seg)
-        base = timed(dc_and_ce(), output, seg, args.repeats)
-        print(f"{n}^3: DC_and_CE {base * 1000:.1f} ms")
         default = HeatmapOTLoss(3, spacing, shape)
-        report("sliced/faces + GLiP + CE (default)", timed(default, output, target, args.repeats), base, True)
-        report("  the same, flat logits (untrained)", timed(default, flat, target, args.repeats), base, True)
-        candidates = {
-            "sliced/faces + GLiP, no CE anchor": HeatmapOTLoss(3, spacing, shape, ce_weight=0.0),
-            "sliced/faces alone": HeatmapOTLoss(3, spacing, shape, glip_weight=0.0, ce_weight=0.0),
-            "sliced/axes + GLiP + CE": HeatmapOTLoss(3, spacing, shape, directions="axes"),
-            "sliced/lattice + GLiP + CE": HeatmapOTLoss(3, spacing, shape, directions="lattice"),
-            "mse (baseline)": HeatmapMSELoss(3, spacing, shape),
+        cases = {
+            "DC_and_CE": (dc_and_ce(), output, seg),
+            "sliced/faces + GLiP + CE (default)": (default, output, target),
+            "  the same, flat logits (untrained)": (default, flat, target),
+            "sliced/faces + GLiP, no CE anchor": (HeatmapOTLoss(3, spacing, shape, ce_weight=0.0), output, target),
+            "sliced/faces alone": (HeatmapOTLoss(3, spacing, shape, glip_weight=0.0, ce_weight=0.0), output, target),
+            "sliced/axes + GLiP + CE": (HeatmapOTLoss(3, spacing, shape, directions="axes"), output, target),
+            "sliced/lattice + GLiP + CE": (HeatmapOTLoss(3, spacing, shape, directions="lattice"), output, target),
+            "mse (baseline)": (HeatmapMSELoss(3, spacing, shape), output, target),
         }
+        best = interleaved(cases, args.repeats)
         if n <= args.sinkhorn_max:
-            candidates["sinkhorn + GLiP + CE"] = HeatmapOTLoss(3, spacing, shape, ot="sinkhorn")
-        for name, loss in candidates.items():
-            report(name, timed(loss, output, target, 1 if "sinkhorn" in name else args.repeats), base)
+            best["sinkhorn + GLiP + CE"] = timed(HeatmapOTLoss(3, spacing, shape, ot="sinkhorn"), output, target, 1)
+        base = best.pop("DC_and_CE")
+        print(f"{n}^3: DC_and_CE {base * 1000:.1f} ms")
+        for name, t in best.items():
+            report(name, t, base, "default" in name or "the same" in name)
     for n in args.ds_patches:
         base, t = deep_supervision(n, args.batch, args.repeats)
         print(f"deep supervision, {n}^3 patch ({', '.join(str(n // 2 ** i) for i in range(4))}): DC_and_CE {base * 1000:.1f} ms")

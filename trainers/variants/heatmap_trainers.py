@@ -12,7 +12,8 @@ nnUNetTrainer                   nnU-Net's own segmentation of the spheres (centr
 =============================== ======================================================= =========
 
 Everything but the loss and its targets is nnU-Net's: planning, cropping, resampling, foreground
-sampling, augmentation, deep supervision (each output gets its own Gaussian at its own spacing),
+sampling, augmentation, deep supervision (nnU-Net's scales and weights; the loss takes the lists
+itself, to batch the scales, and each output gets its own Gaussian at its own spacing),
 2d / 3d_fullres / 3d_lowres, splits, checkpoints and ``nnUNetv2_predict``. The network keeps
 nnU-Net's ``1 + L`` output channels; landmark ``l``'s logit is ``z_l - z_0`` (channel 0 is the
 reference), which nnU-Net's saved channel softmax gives back exactly (``log P_l - log P_0``), see

@@ -11,6 +11,8 @@ import json
 import os
 from pathlib import Path
 
+from nnunet_tavr.measurement.record import MeasurementRecord, Missing
+
 #: What the summary compares with the phantom's truth (names in measurements.json).
 HEADLINE_MEASUREMENTS = ("annulus area_diameter", "aortic_root sinus_diameter", "aortic_root stj_diameter")
 
@@ -146,15 +148,10 @@ def summary_markdown(summary: dict, case: str) -> list[str]:
     return lines
 
 
-def _numbers(record: dict) -> dict[str, float]:
+def _numbers(data: dict) -> dict[str, float]:
     """``{"annulus area_diameter": 23.1, ...}``: the numeric values of a ``measurements.json``."""
-    out = {}
-    for section, entries in record.items():
-        if isinstance(entries, dict) and "missing" not in entries:
-            for key, entry in entries.items():
-                if isinstance(entry, dict) and isinstance(entry.get("value"), (int, float)) and not isinstance(entry["value"], bool):
-                    out[f"{section} {key}"] = float(entry["value"])
-    return out
+    row = MeasurementRecord.from_json(data).summary_row()
+    return {name.replace(".", " ", 1): float(v) for name, v in row.items() if name != "case" and not isinstance(v, bool)}
 
 
 def read_manifest(path: Path) -> list[dict]:
@@ -164,24 +161,21 @@ def read_manifest(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _flat_values(record: dict, prefix: str = "") -> dict[str, str]:
+def _flat_values(data: dict) -> dict[str, str]:
     """Scalar measurements of a ``measurements.json`` as ``{"annulus area": "387.9 mm2", ...}``.
 
     Points and vectors are left out (they are in the JSON); a missing value keeps its reason.
     """
     flat: dict[str, str] = {}
-    for key, value in record.items():
-        if not isinstance(value, dict):
+    for name, section in MeasurementRecord.from_json(data).sections.items():
+        if not section.ok:
+            flat[name] = f"missing: {section.missing}"
             continue
-        name = f"{prefix}{key}"
-        if "missing" in value and len(value) <= 2:
-            flat[name] = f"missing: {value['missing']}"
-        elif "value" in value:
-            v, unit = value["value"], value.get("unit", "")
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                flat[name] = f"{v:.1f} {unit if unit not in ('1', None) else ''}".strip()
-        else:
-            flat.update(_flat_values(value, f"{name} "))
+        for key, entry in section.values.items():
+            if isinstance(entry, Missing):
+                flat[f"{name} {key}"] = f"missing: {entry.reason}"
+            elif isinstance(entry.value, (int, float)) and not isinstance(entry.value, bool):
+                flat[f"{name} {key}"] = f"{entry.value:.1f} {entry.unit if entry.unit not in ('1', None) else ''}".strip()
     return flat
 
 

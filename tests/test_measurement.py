@@ -141,6 +141,20 @@ def test_json_has_units_methods_and_no_nan(measured):
             assert entry["method"]
 
 
+def test_json_reads_back_into_the_same_record(measured, iso_labels):
+    # the readers of measurements.json (the CLI's resumed rows, the demo's report) go through from_json
+    from nnunet_tavr.measurement.record import MeasurementRecord
+
+    labels, spacing = iso_labels
+    gaps = labels.copy()
+    gaps[gaps == LABELS["iliac_artery_left"]] = 0
+    for record in (measured[1], measure_tavr(gaps, spacing)):
+        data = json.loads(json.dumps(record.to_json()))
+        again = MeasurementRecord.from_json(data)
+        assert again.to_json() == data
+        assert again.summary_row() == record.summary_row()
+
+
 # --------------------------------------------------------------------------------------------
 # missing structures: reported with the reason, never as 0 or NaN
 

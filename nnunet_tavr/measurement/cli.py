@@ -210,14 +210,9 @@ def main(args: argparse.Namespace) -> int:
 def _row_from_json(path: Path, case: str) -> dict:
     import json
 
-    data = json.loads(path.read_text())
-    row = {"case": case}
-    for name, section in data.items():
-        if isinstance(section, dict) and "missing" not in section:
-            for key, entry in section.items():
-                if isinstance(entry, dict) and isinstance(entry.get("value"), (int, float)):
-                    row[f"{name}.{key}"] = entry["value"]
-    return row
+    from nnunet_tavr.measurement.record import MeasurementRecord
+
+    return {**MeasurementRecord.from_json(json.loads(path.read_text())).summary_row(), "case": case}
 
 
 def _print_summary(record, out_dir: Path) -> None:

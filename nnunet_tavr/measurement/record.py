@@ -123,6 +123,29 @@ class MeasurementRecord:
             **{name: section.to_json() for name, section in self.sections.items()},
         }
 
+    @classmethod
+    def from_json(cls, data: dict) -> "MeasurementRecord":
+        """The record a ``measurements.json`` (its parsed dict) was written from: every reader of the
+        file goes through here rather than walking its layout again."""
+        reserved = {"format", "software", "case", "frame", "shape", "spacing_mm", "settings"}
+        record = cls(case=data.get("case", ""), shape=tuple(data.get("shape", ())), spacing=tuple(data.get("spacing_mm", ())),
+                     settings=dict(data.get("settings", {})))
+        for name, body in data.items():
+            if name in reserved or not isinstance(body, dict):
+                continue
+            if set(body) == {"missing"}:
+                record.add(Section.absent(name, body["missing"]))
+                continue
+            section = record.add(Section(name, notes=list(body.get("notes", [])), geometry=dict(body.get("geometry", {}))))
+            for key, entry in body.items():
+                if key in ("notes", "geometry") or not isinstance(entry, dict):
+                    continue
+                if "value" in entry:
+                    section.values[key] = Quantity(entry["value"], entry.get("unit", ""), entry.get("method", ""))
+                elif "missing" in entry:
+                    section.values[key] = Missing(entry["missing"])
+        return record
+
     def summary_row(self) -> dict[str, Any]:
         """Flat ``{section.key: value}`` of every present quantity that is a number (for a CSV)."""
         row: dict[str, Any] = {"case": self.case}

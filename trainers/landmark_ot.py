@@ -230,35 +230,43 @@ class _SliceLayout:
 
     def _product_layout(self, shapes, device):
         """For product measures (:meth:`project_axes`): the sources as outer products of the 1-D
-        marginals, all sources of one order in one block ``(M, S_o, n_max, .., n_max)``; the axes'
-        rows (``factors``) and where each source cell lies in the blocks (``product_cells``)."""
+        marginals, in blocks ``(M, S, n, .., n)`` of ``S`` sources of one order: the planes (and
+        lines) of all grids in one block padded to the longest axis ``n_max`` (small: a plane is
+        ``n_max^2``), a whole grid (the body diagonals' source) in a block of its own, padded only to
+        its own longest axis. ``blocks`` holds each block's factor rows ``(order, S)`` (into the
+        ``(M, A, n_max)`` marginals) and ``n``; ``product_cells`` where each source cell lies."""
         ndim, n_max = len(shapes[0]), max(max(shape) for shape in shapes)
-        orders = sorted({len(axes) for axes in self.sources})
-        self.factors = [torch.tensor([[g * ndim + axes[t] for g in range(len(shapes)) for axes in self.sources if len(axes) == o]
-                                      for t in range(o)], device=device) for o in orders]
-        block_start = dict(zip(orders, itertools.accumulate([0] + [f.shape[1] * n_max ** o for o, f in zip(orders, self.factors)])))
-        seen = {o: 0 for o in orders}
-        padded = []
-        for shape in shapes:
+        groups: dict = {}  # (order, grid or None) -> [(grid, axes)]
+        for g in range(len(shapes)):
             for axes in self.sources:
-                o = len(axes)
+                groups.setdefault((len(axes), None if len(axes) <= 2 else g), []).append((g, axes))
+        self.blocks, where, start = [], {}, 0
+        for (order, grid), members in groups.items():
+            n = n_max if grid is None else max(shapes[grid])
+            rows = torch.tensor([[g * ndim + axes[t] for g, axes in members] for t in range(order)], device=device)
+            self.blocks.append((rows, n))
+            for i, member in enumerate(members):
+                where[member] = (start + i * n**order, n)
+            start += len(members) * n**order
+        padded = []
+        for g, shape in enumerate(shapes):
+            for axes in self.sources:
+                first, n = where[(g, axes)]
                 cell = torch.meshgrid(*[torch.arange(shape[k]) for k in axes], indexing="ij")
-                flat = sum(i * n_max ** (o - 1 - t) for t, i in enumerate(cell)).reshape(-1)
-                padded.append(block_start[o] + seen[o] * n_max ** o + flat)
-                seen[o] += 1
+                padded.append(first + sum(i * n ** (len(axes) - 1 - t) for t, i in enumerate(cell)).reshape(-1))
         self.product_cells = torch.cat(padded)[self.cells].to(device)
 
     def project_axes(self, marginals: torch.Tensor) -> torch.Tensor:
         """``(M, G D, width)`` projections of product measures, one per grid, from their 1-D marginals
         ``(M, A, n_max)``: row ``g ndim + k`` is axis ``k`` of grid ``g``, zero past the axis' end."""
-        m, n_max = marginals.shape[0], marginals.shape[-1]
-        blocks = []
-        for factors in self.factors:
-            joint = marginals[:, factors[0]]
-            for t in range(1, factors.shape[0]):
-                joint = joint[..., None] * marginals[:, factors[t]].reshape(m, factors.shape[1], *([1] * t), n_max)
-            blocks.append(joint.reshape(m, -1))
-        flat = blocks[0] if len(blocks) == 1 else torch.cat(blocks, dim=1)
+        m = marginals.shape[0]
+        flat = []
+        for rows, n in self.blocks:
+            joint = marginals[:, rows[0], :n]
+            for t in range(1, rows.shape[0]):
+                joint = joint[..., None] * marginals[:, rows[t], :n].reshape(m, rows.shape[1], *([1] * t), n)
+            flat.append(joint.reshape(m, -1))
+        flat = flat[0] if len(flat) == 1 else torch.cat(flat, dim=1)
         out = flat.new_zeros(m, self.rows * self.width)
         out.index_add_(1, self.bins, flat.index_select(1, self.product_cells))
         return out.reshape(m, self.rows, self.width)

@@ -184,7 +184,7 @@ class _EdgeGLiP(torch.autograd.Function):
 def glip_can_pay(spacing, sigma_mm: float, factor: float = 1.0) -> bool:
     """Whether any edge of a grid of ``spacing`` (mm) can exceed GLiP's bound: a slope bound of
     ``L * spacing >= 1`` per edge is beyond any peak-normalised heatmap (``|dh| <= 1``), so GLiP is
-    0 on coarse grids (coarse deep-supervision scales; all of a 4 mm grid with sigma 2 mm)."""
+    0 on coarse grids (a 4 mm grid with sigma 2 mm)."""
     return glip_slope_bound(sigma_mm, factor) * min(float(s) for s in spacing) < 1.0
 
 
@@ -367,6 +367,7 @@ class HeatmapOTLoss(_HeatmapLoss):
         terms, grids, spacings, weights = [], [], [], []
         for i, (output, target, w) in enumerate(scales):
             spacing = self.scale_spacing(output.shape[2:])
+            glip = i == 0 and self.glip_weight and glip_can_pay(spacing, self.sigma_mm, self.glip_factor)
             z = self.logits(output)
             flat = z.reshape(sel.numel(), -1)
             if self.ot == "sliced":
@@ -377,12 +378,12 @@ class HeatmapOTLoss(_HeatmapLoss):
                     weights.append(w)
             else:
                 log_p = torch.log_softmax(flat, dim=-1).reshape(sel.numel(), *z.shape[2:])
-                p = log_p.exp()
+                p = log_p.exp() if glip else None
                 if n_present:
                     log_q = gaussian_log_heatmap(z.shape[2:], spacing, centres, self.sigma_mm)
                     div = sinkhorn_divergence(rows(log_p), log_q, spacing, self.blur_mm, self.scaling, self.extra_iterations)
                     terms.append(w * self._scaled(div).mean())
-            if i == 0 and self.glip_weight and glip_can_pay(spacing, self.sigma_mm, self.glip_factor):
+            if glip:
                 terms.append(w * self.glip_weight * self.sigma_mm**2 * glip_penalty(p, spacing, self.sigma_mm, self.glip_factor))
             if self.ce_weight:
                 # anchors the logits' absolute level: z_l - z_0 < 0 away from landmark l, > 0 on its sphere,

@@ -266,17 +266,18 @@ class _SliceLayout:
             for t in range(1, rows.shape[0]):
                 joint = joint[..., None] * marginals[:, rows[t], :n].reshape(m, rows.shape[1], *([1] * t), n)
             flat.append(joint.reshape(m, -1))
-        flat = flat[0] if len(flat) == 1 else torch.cat(flat, dim=1)
-        out = flat.new_zeros(m, self.rows * self.width)
-        out.index_add_(1, self.bins, flat.index_select(1, self.product_cells))
-        return out.reshape(m, self.rows, self.width)
+        return self._bin(flat[0] if len(flat) == 1 else torch.cat(flat, dim=1), self.product_cells)
 
     def project(self, sources: list[torch.Tensor]) -> torch.Tensor:
         """``(M, G D, width)`` projections from the sources' marginals ``(M, *source shape)``, grid
         by grid in :attr:`sources` order."""
-        flat = torch.cat([m.reshape(m.shape[0], -1) for m in sources], dim=1)
+        return self._bin(torch.cat([m.reshape(m.shape[0], -1) for m in sources], dim=1), self.cells)
+
+    def _bin(self, flat: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+        """``(M, G D, width)``: each source cell ``cells[i]`` of ``flat`` ``(M, cells)`` added into
+        its bin ``bins[i]``."""
         out = flat.new_zeros(flat.shape[0], self.rows * self.width)
-        out.index_add_(1, self.bins, flat.index_select(1, self.cells))
+        out.index_add_(1, self.bins, flat.index_select(1, cells))
         return out.reshape(flat.shape[0], self.rows, self.width)
 
 
